@@ -1,0 +1,1 @@
+"""Celeriac operator: kopf handlers that reconcile TaskQueue, WorkerPool and BeatSchedule."""

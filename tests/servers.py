@@ -1,0 +1,148 @@
+"""Real servers for tests: each starts on a free loopback port in its own temp dir.
+
+Missing tools are reported by raising :class:`MissingTool` inside the fixture that needs
+them, with the command that installs them; nothing here fails at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class MissingTool(RuntimeError):
+    """A binary a fixture needs is not installed."""
+
+
+def require_binary(name: str, fix: str, candidates: tuple[str, ...] = ()) -> str:
+    """Return the path of ``name`` or raise :class:`MissingTool` naming the command ``fix``."""
+    for candidate in (*candidates, name):
+        found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
+        if found:
+            return found
+    raise MissingTool(f"{name} is not installed; install it with: {fix}")
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (callers retry on a bind race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05) -> None:
+    """Poll ``check`` until it returns true, or raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL it if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` on 127.0.0.1:``port`` with its data in ``directory``.
+
+    ``stop()``/``start()``/``restart()`` keep the port, so clients can prove they reconnect.
+    """
+
+    binary: str
+    directory: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = (self.directory / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.directory),
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "no",
+                "--protected-mode", "yes",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        wait_until(self._answers_ping, 20, f"redis-server on port {self.port}")
+
+    def _answers_ping(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited; see {self.directory / 'redis.log'}")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self, **kwargs: object):  # type: ignore[no-untyped-def]
+        import redis
+
+        return redis.Redis.from_url(self.url, **kwargs)
+
+
+def start_redis(directory: Path) -> RedisServer:
+    binary = require_binary(
+        "redis-server",
+        "apt-get update && apt-get install -y redis-server",
+        candidates=("/usr/bin/redis-server",),
+    )
+    last_error: Exception | None = None
+    for _ in range(5):  # a free port can be taken between probing and binding
+        server = RedisServer(binary=binary, directory=directory)
+        try:
+            server.start()
+            return server
+        except (RuntimeError, TimeoutError) as exc:
+            server.stop()
+            last_error = exc
+    raise RuntimeError(f"could not start redis-server: {last_error}")
