@@ -1,0 +1,193 @@
+"""Serializers (json, msgpack, pickle) and exceptions as Celery stores them.
+
+JSON goes through :mod:`kombu.utils.json` so that datetimes, Decimals, UUIDs and bytes
+carry the same ``{"__type__", "__value__"}`` markers Celery writes and reads. Pickle
+is refused unless its content type is explicitly accepted: unpickling is code
+execution. Decoding looks the content type up in the ``accept`` set first.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kombu.utils import json as kombu_json
+
+try:  # msgpack is optional
+    import msgpack  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - depends on the environment
+    msgpack = None
+
+from celeriac.exceptions import ContentDisallowed, SerializationError, TaskError
+
+JSON = "application/json"
+MSGPACK = "application/x-msgpack"
+PICKLE = "application/x-python-serialize"
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One serializer: its short name, MIME type, encoding and functions."""
+
+    name: str
+    content_type: str
+    content_encoding: str
+    dumps: Callable[[Any], bytes]
+    loads: Callable[[bytes], Any]
+
+
+_kombu_dumps: Callable[[Any], str] = kombu_json.dumps
+_kombu_loads: Callable[[bytes], Any] = kombu_json.loads
+
+
+def _json_dumps(value: Any) -> bytes:
+    return _kombu_dumps(value).encode("utf-8")
+
+
+def _json_loads(data: bytes) -> Any:
+    return _kombu_loads(data)
+
+
+def _msgpack_dumps(value: Any) -> bytes:
+    if msgpack is None:
+        raise SerializationError("the msgpack serializer needs the msgpack package: pip install msgpack")
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+def _msgpack_loads(data: bytes) -> Any:
+    if msgpack is None:
+        raise SerializationError("the msgpack serializer needs the msgpack package: pip install msgpack")
+    return msgpack.unpackb(data, raw=False)
+
+
+def _pickle_dumps(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.DEFAULT_PROTOCOL)
+
+
+def _pickle_loads(data: bytes) -> Any:
+    return pickle.loads(data)  # only reached when pickle is accepted
+
+
+CODECS: dict[str, Codec] = {
+    "json": Codec("json", JSON, "utf-8", _json_dumps, _json_loads),
+    "msgpack": Codec("msgpack", MSGPACK, "binary", _msgpack_dumps, _msgpack_loads),
+    "pickle": Codec("pickle", PICKLE, "binary", _pickle_dumps, _pickle_loads),
+}
+_BY_CONTENT_TYPE = {codec.content_type: codec for codec in CODECS.values()}
+
+
+def codec(name: str) -> Codec:
+    """The codec for a serializer name (``json``) or content type (``application/json``)."""
+    found = CODECS.get(name) or _BY_CONTENT_TYPE.get(name)
+    if found is None:
+        raise SerializationError(f"unknown serializer {name!r}; use one of {sorted(CODECS)}")
+    return found
+
+
+def accept_set(accept_content: list[str] | tuple[str, ...] | set[str] | frozenset[str]) -> frozenset[str]:
+    """Normalise ``accept_content`` (names or MIME types) to a set of MIME types."""
+    return frozenset(codec(item).content_type if item in CODECS else item for item in accept_content)
+
+
+def dumps(value: Any, serializer: str = "json") -> tuple[bytes, str, str]:
+    """Serialize ``value``; returns ``(body, content_type, content_encoding)``."""
+    chosen = codec(serializer)
+    try:
+        return chosen.dumps(value), chosen.content_type, chosen.content_encoding
+    except (TypeError, ValueError, pickle.PicklingError) as exc:
+        raise SerializationError(f"cannot encode {type(value).__name__} with {chosen.name}: {exc}") from exc
+
+
+def loads(data: bytes | str, content_type: str, accept: frozenset[str] | set[str]) -> Any:
+    """Deserialize ``data``; raises :class:`ContentDisallowed` if the type is not accepted."""
+    if content_type not in accept:
+        raise ContentDisallowed(f"content type {content_type!r} is not in accept_content {sorted(accept)}")
+    chosen = _BY_CONTENT_TYPE.get(content_type)
+    if chosen is None:
+        raise ContentDisallowed(f"no serializer for content type {content_type!r}")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return chosen.loads(raw)
+
+
+# Our exceptions that have a Celery namesake are stored under celery.exceptions, so a
+# Celery reader rebuilds its own type; and read back as ours when Celery stored them.
+_CELERY_NAMESAKES = (
+    "TaskRevokedError",
+    "NotRegistered",
+    "SoftTimeLimitExceeded",
+    "TimeLimitExceeded",
+    "WorkerLostError",
+    "MaxRetriesExceededError",
+    "Retry",
+    "Reject",
+    "Ignore",
+)
+
+
+def exception_to_dict(exc: BaseException) -> dict[str, Any]:
+    """Celery's JSON form of an exception: ``exc_type``, ``exc_message`` (args), ``exc_module``."""
+    cls = type(exc)
+    module = cls.__module__
+    if module == "celeriac.exceptions" and cls.__name__ in _CELERY_NAMESAKES:
+        module = "celery.exceptions"
+    if isinstance(exc, TaskError):
+        return {"exc_type": exc.exc_type, "exc_message": list(exc.exc_args), "exc_module": exc.exc_module}
+    return {
+        "exc_type": getattr(cls, "__qualname__", cls.__name__),
+        "exc_message": [_plain(arg) for arg in exc.args],
+        "exc_module": module,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """An exception argument as is if JSON can carry it, else its repr."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _plain(item) for key, item in value.items()}
+    return repr(value)
+
+
+def _local_class(module: str | None, qualname: str) -> type[BaseException] | None:
+    """The exception class named, if its module is already imported and it is one.
+
+    Like Celery, never imports a module named by stored data and never returns
+    anything that is not an exception class (a stored ``os.system`` stays harmless).
+    """
+    if module == "celery.exceptions" and qualname in _CELERY_NAMESAKES:
+        module = "celeriac.exceptions"
+    target: Any = sys.modules.get(module or "builtins")
+    if target is None:
+        return None
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return None
+    if isinstance(target, type) and issubclass(target, Exception):
+        return target
+    return None
+
+
+def dict_to_exception(data: Any) -> BaseException:
+    """Rebuild an exception from Celery's dict; :class:`TaskError` when the type is not local."""
+    if isinstance(data, BaseException):
+        return data
+    if not isinstance(data, dict) or "exc_type" not in data:
+        return TaskError("Exception", None, [data])
+    exc_type = str(data["exc_type"])
+    module = data.get("exc_module")
+    message = data.get("exc_message", [])
+    args = list(message) if isinstance(message, (list, tuple)) else [message]
+    cls = _local_class(module, exc_type)
+    if cls is None:
+        return TaskError(exc_type, module, args)
+    try:
+        return cls(*args)
+    except Exception:
+        return TaskError(exc_type, module, args)
