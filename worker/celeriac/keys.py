@@ -126,3 +126,8 @@ def worker_record(worker_id: str, prefix: str = "") -> str:
 
 def workers_index(prefix: str = "") -> str:
     return f"{prefix}{WORKERS_INDEX}"
+
+
+def dead_letter_list(queue: str, suffix: str = DEAD_LETTER_SUFFIX, prefix: str = "") -> str:
+    """The dead-letter LIST of ``queue`` with a configurable suffix and kombu's key prefix."""
+    return f"{prefix}{queue}{suffix}"

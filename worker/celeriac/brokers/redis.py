@@ -1,0 +1,346 @@
+"""The Redis broker: kombu's Redis-transport key layout, with batched consumption.
+
+Publishing writes exactly the list element kombu writes (see :mod:`.envelope`), and the
+queue declaration Celery performs (``_kombu.binding.<queue>`` and, as kombu 5.7 does,
+``_kombu.binding_permanent.<queue>``), once per queue per broker.
+
+Consuming differs from kombu on purpose, to be fast and safe:
+
+* ``fetch`` runs one Lua script (:data:`.redis_scripts.FETCH`) that pops up to N messages
+  across the priority lists of several queues (highest priority first, round-robin
+  between queues) *and* writes their ``unacked``/``unacked_index`` entries in the same
+  atomic step: one round trip per batch, and no crash window between pop and record.
+* Only when the queues are empty does it block, with ``BRPOP`` over the same lists for at
+  most ``timeout_s``; the message BRPOP returns is handed to the script at once, which
+  records it and takes the rest of the batch. That one message per idle period shares
+  kombu's (tiny) crash window; a busy consumer never calls BRPOP at all.
+* ``ack`` removes a whole batch with one ``ZREM`` + one ``HDEL`` in one MULTI.
+* ``requeue``/``reject_to_dead_letter`` run :data:`.redis_scripts.SETTLE`, which pushes
+  only if the unacked entry still exists, so a message restored by a sweep is never
+  pushed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from celeriac import keys
+from celeriac.brokers import BrokerConnectionError, Delivery, PublishItem
+from celeriac.brokers import redis_scripts as scripts
+from celeriac.brokers.envelope import (
+    build_envelope,
+    dead_letter_envelope,
+    dumps,
+    new_delivery_tag,
+    parse_envelope,
+    redelivered_envelope,
+)
+from celeriac.message import Message
+
+log = logging.getLogger(__name__)
+
+RECOVERABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    OSError,
+)
+"""redis-py errors after which a reconnect may help (kombu's ``connection_errors``)."""
+
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
+DEFAULT_MUTEX_EXPIRE_S = 300.0
+
+
+@contextmanager
+def _broker_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except RECOVERABLE as exc:
+        raise BrokerConnectionError(f"Redis broker unavailable while {action}: {exc}") from exc
+
+
+class RedisBroker:
+    """A :class:`~celeriac.brokers.Broker` over Redis; thread-safe (redis-py connection pool).
+
+    Transport options (kombu's names): ``visibility_timeout`` (seconds, default 3600; keep
+    it at least as large as every Celery peer's), ``global_keyprefix`` (default ``""``),
+    ``unacked_mutex_expire`` (seconds, default 300), ``dead_letter_suffix`` (default
+    ``.dead``), ``socket_timeout`` (seconds, default 30, must exceed fetch timeouts).
+    """
+
+    def __init__(self, url: str, transport_options: dict[str, Any] | None = None) -> None:
+        options = dict(transport_options or {})
+        self.url = url
+        self.prefix = str(options.get("global_keyprefix") or "")
+        self.visibility_timeout_s = float(options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT_S))
+        self.mutex_expire_s = float(options.get("unacked_mutex_expire", DEFAULT_MUTEX_EXPIRE_S))
+        self.dead_letter_suffix = str(options.get("dead_letter_suffix", keys.DEAD_LETTER_SUFFIX))
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=float(options.get("socket_timeout", 30.0)),
+            socket_connect_timeout=float(options.get("socket_connect_timeout", 5.0)),
+            health_check_interval=int(options.get("health_check_interval", 25)),
+        )
+        self.unacked_key = f"{self.prefix}{options.get('unacked_key', keys.UNACKED)}"
+        self.unacked_index_key = f"{self.prefix}{options.get('unacked_index_key', keys.UNACKED_INDEX)}"
+        self.unacked_mutex_key = f"{self.prefix}{options.get('unacked_mutex_key', keys.UNACKED_MUTEX)}"
+        self._fetch = self.client.register_script(scripts.FETCH)
+        self._settle = self.client.register_script(scripts.SETTLE)
+        self._claim = self.client.register_script(scripts.CLAIM_RESTORE)
+        self._declared: set[str] = set()
+        self._rotation = 0
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def declare_queue(self, queue: str) -> None:
+        with _broker_errors(f"declaring queue {queue!r}"):
+            pipe = self.client.pipeline(transaction=False)
+            self._declare(pipe, queue)
+            pipe.execute()
+        self._declared.add(queue)
+
+    def _declare(self, pipe: Any, queue: str) -> None:
+        member = keys.binding_member(queue, queue)
+        pipe.sadd(keys.binding_key(queue, self.prefix), member)
+        pipe.sadd(keys.binding_permanent_key(queue, self.prefix), member)
+
+    def publish(
+        self,
+        message: Message,
+        *,
+        queue: str | None = None,
+        exchange: str = "",
+        routing_key: str | None = None,
+        priority: int = 0,
+    ) -> None:
+        self.publish_many([PublishItem(message, queue, exchange, routing_key, priority)])
+
+    def publish_many(self, items: Iterable[PublishItem]) -> None:
+        """LPUSH every item (declaring new queues first) in one non-transactional pipeline."""
+        batch = list(items)
+        declared: set[str] = set()
+        with _broker_errors("publishing"):
+            pipe = self.client.pipeline(transaction=False)
+            for item in batch:
+                rk = item.routing_key if item.routing_key is not None else (item.queue or "")
+                targets = [item.queue] if item.queue else self._route(item.exchange, rk)
+                if not targets:
+                    log.warning("no queue bound to %r for routing key %r; dropped", item.exchange, rk)
+                    continue
+                envelope = build_envelope(item.message, item.exchange, rk, item.priority, new_delivery_tag())
+                raw = dumps(envelope)
+                for queue in targets:
+                    if queue not in self._declared and queue not in declared and not item.exchange:
+                        self._declare(pipe, queue)
+                        declared.add(queue)
+                    pipe.lpush(keys.queue_list(queue, envelope["properties"]["priority"], self.prefix), raw)
+            pipe.execute()
+        self._declared |= declared
+
+    def _route(self, exchange: str, routing_key: str) -> list[str]:
+        """Queues bound to ``exchange`` for ``routing_key`` (kombu's direct/topic lookup)."""
+        if not exchange:
+            return [routing_key] if routing_key else []
+        members = self.client.smembers(keys.binding_key(exchange, self.prefix))
+        found: list[str] = []
+        for raw in members:
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            parts = text.split(keys.SEP)
+            if len(parts) != 3:
+                continue
+            key, pattern, queue = parts
+            matched = re.match(pattern, routing_key) is not None if pattern else key == routing_key
+            if matched and queue not in found:
+                found.append(queue)
+        return found
+
+    # -- consuming ----------------------------------------------------------------------
+
+    def fetch(self, queues: list[str], max_count: int, timeout_s: float) -> list[Delivery]:
+        """Up to ``max_count`` deliveries in one script call; BRPOP only when all lists are empty."""
+        if not queues or max_count <= 0:
+            return []
+        order = self._rotated(queues)
+        lists = [keys.queue_list(q, step, self.prefix) for step in keys.PRIORITY_STEPS for q in order]
+        with _broker_errors("fetching"):
+            rows = self._run_fetch(lists, order, max_count, None, None)
+            if not rows and timeout_s > 0:
+                popped = self.client.brpop(lists, timeout=timeout_s)
+                if popped is not None:
+                    list_key, envelope = popped
+                    rows = self._run_fetch(lists, order, max_count, list_key, envelope)
+        deliveries = [self._delivery(rows[i : i + 5]) for i in range(0, len(rows), 5)]
+        if deliveries:
+            self._rotation += 1
+        return deliveries
+
+    def _rotated(self, queues: list[str]) -> list[str]:
+        shift = self._rotation % len(queues)
+        return queues[shift:] + queues[:shift]
+
+    def _run_fetch(
+        self, lists: list[str], order: list[str], max_count: int, carry_key: Any, carry: Any
+    ) -> list[Any]:
+        args: list[Any] = [max_count, repr(time.time()), len(order), carry_key or "", carry or "", *order]
+        result = self._fetch(keys=[self.unacked_key, self.unacked_index_key, *lists], args=args)
+        return list(result or [])
+
+    def _delivery(self, row: list[Any]) -> Delivery:
+        list_key, envelope, tag, exchange, routing_key = (
+            v if isinstance(v, bytes) else str(v).encode() for v in row
+        )
+        queue = keys.queue_of_list(list_key.decode(), self.prefix)
+        parsed = parse_envelope(envelope, tag.decode(), queue)
+        return Delivery(
+            message=parsed.message,
+            queue=queue,
+            exchange=exchange.decode(),
+            routing_key=routing_key.decode(),
+            delivery_tag=tag.decode(),
+            redelivered=parsed.redelivered,
+            priority=parsed.priority,
+            envelope=envelope,
+            envelope_error=parsed.error,
+        )
+
+    def ack(self, deliveries: Iterable[Delivery]) -> None:
+        tags = [d.delivery_tag for d in deliveries]
+        if not tags:
+            return
+        with _broker_errors("acking"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zrem(self.unacked_index_key, *tags)
+            pipe.hdel(self.unacked_key, *tags)
+            pipe.execute()
+
+    def extend_visibility(self, deliveries: Iterable[Delivery]) -> None:
+        """Refresh the ``unacked_index`` score of deliveries still held, so no sweep restores them.
+
+        Long ETA holds and long late-ack tasks would otherwise pass ``visibility_timeout``
+        and run twice (kombu#337); only existing entries are touched (``ZADD XX``).
+        """
+        tags = [d.delivery_tag for d in deliveries]
+        if not tags:
+            return
+        now = time.time()
+        with _broker_errors("extending visibility"):
+            self.client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
+
+    def requeue(self, deliveries: Iterable[Delivery]) -> None:
+        """kombu's restore: RPUSH to the head of the list, marked redelivered, in one pipeline."""
+        batch = list(deliveries)
+        if not batch:
+            return
+        with _broker_errors("requeueing"):
+            pipe = self.client.pipeline(transaction=False)
+            for d in batch:
+                target = keys.queue_list(d.queue, d.priority, self.prefix)
+                envelope = redelivered_envelope(d.envelope)
+                self._settle(
+                    keys=[self.unacked_key, self.unacked_index_key, target],
+                    args=[d.delivery_tag, envelope, "RPUSH"],
+                    client=pipe,
+                )
+            pipe.execute()
+
+    def dead_letter_queue(self, queue: str) -> str:
+        """The list a dead-lettered message of ``queue`` goes to (``<queue>.dead`` by default)."""
+        return keys.dead_letter_list(queue, self.dead_letter_suffix, self.prefix)
+
+    def reject_to_dead_letter(self, delivery: Delivery, reason: str) -> None:
+        envelope = dead_letter_envelope(delivery, reason)
+        with _broker_errors("dead-lettering"):
+            self._settle(
+                keys=[self.unacked_key, self.unacked_index_key, self.dead_letter_queue(delivery.queue)],
+                args=[delivery.delivery_tag, envelope, "LPUSH"],
+            )
+
+    def restore_visibility_timeouts(self) -> int:
+        """kombu's sweep: under ``unacked_mutex``, restore every delivery older than the timeout."""
+        restored = 0
+        with _broker_errors("restoring timed-out deliveries"):
+            lock = self.client.lock(self.unacked_mutex_key, timeout=self.mutex_expire_s)
+            if not lock.acquire(blocking=False):
+                return 0
+            try:
+                ceil = time.time() - self.visibility_timeout_s
+                # kombu 5.7's selection: ZRANGE <index> <ceil> 0 BYSCORE REV
+                index = self.unacked_index_key
+                rows = self.client.execute_command("ZRANGE", index, ceil, 0, "BYSCORE", "REV")
+                for tag in rows:
+                    restored += self._restore_tag(tag.decode() if isinstance(tag, bytes) else str(tag))
+            finally:
+                with suppress(redis.exceptions.LockError):
+                    lock.release()
+        return restored
+
+    def _restore_tag(self, tag: str) -> int:
+        value = self._claim(keys=[self.unacked_key, self.unacked_index_key], args=[tag])
+        if value is None:
+            return 0
+        try:
+            envelope, exchange, routing_key = _loads_unacked(value)
+        except ValueError as exc:
+            log.error("cannot restore unacked %s (%s); dropping its entry", tag, exc)
+            self.client.hdel(self.unacked_key, tag)
+            return 0
+        raw = dumps(envelope).encode() if not isinstance(envelope, str) else envelope.encode()
+        queues = self._route(exchange, routing_key) or [routing_key]
+        properties = envelope.get("properties") if isinstance(envelope, dict) else None
+        priority = properties.get("priority", 0) if isinstance(properties, dict) else 0
+        pushed = 0
+        for queue in queues:
+            target = keys.queue_list(queue, priority, self.prefix)
+            pushed += int(
+                self._settle(
+                    keys=[self.unacked_key, self.unacked_index_key, target],
+                    args=[tag, redelivered_envelope(raw), "RPUSH"],
+                )
+            )
+        return pushed
+
+    # -- inspection ---------------------------------------------------------------------
+
+    def depth(self, queue: str) -> int:
+        with _broker_errors("reading queue depth"):
+            pipe = self.client.pipeline(transaction=False)
+            for name in keys.queue_lists(queue, self.prefix):
+                pipe.llen(name)
+            return int(sum(pipe.execute()))
+
+    def unacked_count(self) -> int:
+        """Deliveries taken by any consumer on this Redis and not yet acked."""
+        with _broker_errors("counting unacked"):
+            return int(self.client.hlen(self.unacked_key))
+
+    def purge(self, queue: str) -> int:
+        with _broker_errors("purging"):
+            pipe = self.client.pipeline(transaction=True)
+            for name in keys.queue_lists(queue, self.prefix):
+                pipe.llen(name)
+                pipe.delete(name)
+            return int(sum(pipe.execute()[::2]))
+
+    def ping(self) -> bool:
+        with _broker_errors("pinging"):
+            return bool(self.client.ping())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _loads_unacked(value: Any) -> tuple[Any, str, str]:
+    """Parse an ``unacked`` value ``[envelope, exchange, routing_key]`` (plain json, no hooks)."""
+    doc = json.loads(value)
+    if not isinstance(doc, list) or len(doc) != 3:
+        raise ValueError("unacked value is not [envelope, exchange, routing_key]")
+    return doc[0], str(doc[1] or ""), str(doc[2] or "")
