@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +21,23 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import RedisServer, start_redis  # noqa: E402
+
+if TYPE_CHECKING:
+    from control_plane import ControlPlane
+    from kubernetes.client import ApiClient
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    """A skipped test is not a passing one: fail the run and say which were skipped."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} test(s) skipped; skips fail this suite", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
@@ -27,3 +48,66 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+# --- Kubernetes control plane ----------------------------------------------------------------
+
+ARTIFACTS = ROOT / ".artifacts"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Remember each phase's report on the item so fixtures can tell whether the test failed."""
+    report: pytest.TestReport = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    return any(
+        getattr(getattr(request.node, f"report_{when}", None), "failed", False) for when in ("setup", "call")
+    )
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager for the whole session, as users run it.
+
+    Raises a clear error naming ``scripts/control-plane build`` when the binaries are missing.
+    """
+    from control_plane import ControlPlane
+
+    plane = ControlPlane(tmp_path_factory.mktemp("control-plane"))
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def kube_api(control_plane: ControlPlane) -> ApiClient:
+    """A Kubernetes API client authenticated as the control plane's admin."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    assert isinstance(api, client.ApiClient)
+    return api
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, kube_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test; on failure the servers' logs are copied to .artifacts/."""
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        if _failed(request):
+            target = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+            shutil.copytree(control_plane.logs, target, dirs_exist_ok=True)
+            print(f"control-plane logs for {request.node.nodeid}: {target}")
+        core.delete_namespace(name)
