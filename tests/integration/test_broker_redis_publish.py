@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,7 +34,15 @@ HEADERS: dict[str, Any] = {
     "ignore_result": False,
 }
 PROPERTIES = {"correlation_id": HEADERS["id"], "reply_to": "4d3c0a6e-0000-3000-8000-000000000000"}
-BODY = json.dumps([[2, 3], {"note": "caf\u00e9"}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+BODY = json.dumps([[2, 3], {"note": "caf\u00e9"}, EMBED])
+
+
+@pytest.fixture
+def client(redis_server: Any) -> Iterator[Any]:
+    redis_client = redis_server.client()
+    yield redis_client
+    redis_client.close()
 
 
 def message() -> Message:
@@ -64,8 +73,9 @@ def without_tag(raw: bytes) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(("priority", "step"), [(0, 0), (5, 3), (9, 9)])
-def test_published_list_element_is_byte_identical_to_kombu(redis_server: Any, priority: int, step: int) -> None:
-    client = redis_server.client()
+def test_published_list_element_is_byte_identical_to_kombu(
+    redis_server: Any, client: Any, priority: int, step: int
+) -> None:
     kombu_publish(redis_server.url, "kq", priority)
     broker = connect(redis_server.url, {})
     broker.publish(message(), queue="oq", priority=priority)
@@ -85,7 +95,7 @@ def test_published_list_element_is_byte_identical_to_kombu(redis_server: Any, pr
     broker.close()
 
 
-def test_kombu_consumer_reads_our_published_message(redis_server: Any) -> None:
+def test_kombu_consumer_reads_our_published_message(redis_server: Any, client: Any) -> None:
     broker = connect(redis_server.url, {})
     broker.publish(message(), queue="celery", priority=5)
     received: list[Any] = []
@@ -100,12 +110,11 @@ def test_kombu_consumer_reads_our_published_message(redis_server: Any) -> None:
         assert got.delivery_info["routing_key"] == "celery"
         assert got.properties["priority"] == 5
         got.ack()
-    assert redis_server.client().hlen("unacked") == 0
+    assert client.hlen("unacked") == 0
     broker.close()
 
 
-def test_named_exchange_routes_through_kombu_bindings(redis_server: Any) -> None:
-    client = redis_server.client()
+def test_named_exchange_routes_through_kombu_bindings(redis_server: Any, client: Any) -> None:
     client.sadd("_kombu.binding.tasks", f"a.b{keys.SEP}{keys.SEP}direct_q", f"x{keys.SEP}{keys.SEP}other")
     client.sadd("_kombu.binding.topics", f"a.#{keys.SEP}^a\\..*?${keys.SEP}topic_q")
     broker = connect(redis_server.url, {})

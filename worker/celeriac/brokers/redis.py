@@ -60,12 +60,6 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
 DEFAULT_MUTEX_EXPIRE_S = 300.0
 
 
-@contextmanager
-def _broker_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except RECOVERABLE as exc:
-        raise BrokerConnectionError(f"Redis broker unavailable while {action}: {exc}") from exc
 
 
 class RedisBroker:
@@ -99,10 +93,19 @@ class RedisBroker:
         self._declared: set[str] = set()
         self._rotation = 0
 
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Map redis-py's recoverable errors to BrokerConnectionError; forget declares (Redis may be new)."""
+        try:
+            yield
+        except RECOVERABLE as exc:
+            self._declared.clear()
+            raise BrokerConnectionError(f"Redis broker unavailable while {action}: {exc}") from exc
+
     # -- publishing ---------------------------------------------------------------------
 
     def declare_queue(self, queue: str) -> None:
-        with _broker_errors(f"declaring queue {queue!r}"):
+        with self._errors(f"declaring queue {queue!r}"):
             pipe = self.client.pipeline(transaction=False)
             self._declare(pipe, queue)
             pipe.execute()
@@ -128,7 +131,7 @@ class RedisBroker:
         """LPUSH every item (declaring new queues first) in one non-transactional pipeline."""
         batch = list(items)
         declared: set[str] = set()
-        with _broker_errors("publishing"):
+        with self._errors("publishing"):
             pipe = self.client.pipeline(transaction=False)
             for item in batch:
                 rk = item.routing_key if item.routing_key is not None else (item.queue or "")
@@ -171,7 +174,7 @@ class RedisBroker:
             return []
         order = self._rotated(queues)
         lists = [keys.queue_list(q, step, self.prefix) for step in keys.PRIORITY_STEPS for q in order]
-        with _broker_errors("fetching"):
+        with self._errors("fetching"):
             rows = self._run_fetch(lists, order, max_count, None, None)
             if not rows and timeout_s > 0:
                 popped = self.client.brpop(lists, timeout=timeout_s)
@@ -216,7 +219,7 @@ class RedisBroker:
         tags = [d.delivery_tag for d in deliveries]
         if not tags:
             return
-        with _broker_errors("acking"):
+        with self._errors("acking"):
             pipe = self.client.pipeline(transaction=True)
             pipe.zrem(self.unacked_index_key, *tags)
             pipe.hdel(self.unacked_key, *tags)
@@ -232,7 +235,7 @@ class RedisBroker:
         if not tags:
             return
         now = time.time()
-        with _broker_errors("extending visibility"):
+        with self._errors("extending visibility"):
             self.client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
 
     def requeue(self, deliveries: Iterable[Delivery]) -> None:
@@ -240,7 +243,7 @@ class RedisBroker:
         batch = list(deliveries)
         if not batch:
             return
-        with _broker_errors("requeueing"):
+        with self._errors("requeueing"):
             pipe = self.client.pipeline(transaction=False)
             for d in batch:
                 target = keys.queue_list(d.queue, d.priority, self.prefix)
@@ -258,7 +261,7 @@ class RedisBroker:
 
     def reject_to_dead_letter(self, delivery: Delivery, reason: str) -> None:
         envelope = dead_letter_envelope(delivery, reason)
-        with _broker_errors("dead-lettering"):
+        with self._errors("dead-lettering"):
             self._settle(
                 keys=[self.unacked_key, self.unacked_index_key, self.dead_letter_queue(delivery.queue)],
                 args=[delivery.delivery_tag, envelope, "LPUSH"],
@@ -267,7 +270,7 @@ class RedisBroker:
     def restore_visibility_timeouts(self) -> int:
         """kombu's sweep: under ``unacked_mutex``, restore every delivery older than the timeout."""
         restored = 0
-        with _broker_errors("restoring timed-out deliveries"):
+        with self._errors("restoring timed-out deliveries"):
             lock = self.client.lock(self.unacked_mutex_key, timeout=self.mutex_expire_s)
             if not lock.acquire(blocking=False):
                 return 0
@@ -311,7 +314,7 @@ class RedisBroker:
     # -- inspection ---------------------------------------------------------------------
 
     def depth(self, queue: str) -> int:
-        with _broker_errors("reading queue depth"):
+        with self._errors("reading queue depth"):
             pipe = self.client.pipeline(transaction=False)
             for name in keys.queue_lists(queue, self.prefix):
                 pipe.llen(name)
@@ -319,11 +322,11 @@ class RedisBroker:
 
     def unacked_count(self) -> int:
         """Deliveries taken by any consumer on this Redis and not yet acked."""
-        with _broker_errors("counting unacked"):
+        with self._errors("counting unacked"):
             return int(self.client.hlen(self.unacked_key))
 
     def purge(self, queue: str) -> int:
-        with _broker_errors("purging"):
+        with self._errors("purging"):
             pipe = self.client.pipeline(transaction=True)
             for name in keys.queue_lists(queue, self.prefix):
                 pipe.llen(name)
@@ -331,7 +334,7 @@ class RedisBroker:
             return int(sum(pipe.execute()[::2]))
 
     def ping(self) -> bool:
-        with _broker_errors("pinging"):
+        with self._errors("pinging"):
             return bool(self.client.ping())
 
     def close(self) -> None:
