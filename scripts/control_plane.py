@@ -44,12 +44,14 @@ GO_LINE = "1.26.0"
 # Staging modules of k8s.io/kubernetes 1.36 (shared/control-plane.md §1.2): each is replaced
 # by its published tag v0.<minor>.<patch>, since k8s.io/kubernetes requires them at v0.0.0.
 K8S_STAGING_MODULES = (
-    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
-    "cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api "
-    "cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt "
-    "kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics "
-    "mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
-).split()
+    "api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
+    "cloud-provider", "cluster-bootstrap", "code-generator", "component-base", "component-helpers",
+    "controller-manager", "cri-api", "cri-client", "cri-streaming", "csi-translation-lib",
+    "dynamic-resource-allocation", "endpointslice", "externaljwt", "kms", "kube-aggregator",
+    "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet", "metrics",
+    "mount-utils", "pod-security-admission", "sample-apiserver", "sample-cli-plugin",
+    "sample-controller", "streaming",
+)
 K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
 
 # Controllers the tests rely on: GC for owner references, Deployments -> ReplicaSets -> Pods,

@@ -23,8 +23,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from servers import RedisServer, start_redis  # noqa: E402
 
 if TYPE_CHECKING:
-    from control_plane import ControlPlane
     from kubernetes.client import ApiClient
+
+    from control_plane import ControlPlane
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:

@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from control_plane import HELM, K8S, ControlPlane
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
+from control_plane import HELM, K8S, ControlPlane
 
 pytestmark = pytest.mark.k8s
 
