@@ -1,3 +1,40 @@
-"""Celeriac: a Kubernetes-native, Celery-compatible task queue runtime."""
+"""Celeriac: a Kubernetes-native, Celery-compatible task queue runtime.
+
+``from celeriac import Celery, shared_task, AsyncResult`` is the migration path from
+Celery: the names, settings and wire formats are Celery's.
+"""
+
+from celeriac.app import Celeriac, Celery, current_app, shared_task
+from celeriac.exceptions import (
+    CeleriacError,
+    MaxRetriesExceededError,
+    Reject,
+    Retry,
+    SoftTimeLimitExceeded,
+    TaskError,
+    TimeLimitExceeded,
+)
+from celeriac.result import AsyncResult, EagerResult
+from celeriac.task import Signature, Task, signature
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AsyncResult",
+    "Celeriac",
+    "CeleriacError",
+    "Celery",
+    "EagerResult",
+    "MaxRetriesExceededError",
+    "Reject",
+    "Retry",
+    "Signature",
+    "SoftTimeLimitExceeded",
+    "Task",
+    "TaskError",
+    "TimeLimitExceeded",
+    "__version__",
+    "current_app",
+    "shared_task",
+    "signature",
+]

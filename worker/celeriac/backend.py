@@ -1,0 +1,254 @@
+"""Redis result backend, in Celery's key layout and document format (wire-protocol §3).
+
+A result is the STRING ``celery-task-meta-<id>`` holding the meta JSON, published on a
+channel of the same name when it changes, so ``get()`` waits on pub/sub instead of
+polling. Celery guards a stored SUCCESS against later writes with a GET before its
+MULTI(SETEX, PUBLISH); we do the same guard, write and publish in one Lua script, which
+is atomic (no window between GET and SET) and can be pipelined: ``store_many`` writes
+any number of results in one round trip.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from celeriac import keys, states
+from celeriac.exceptions import BackendError, TaskRevokedError, TimeoutError
+from celeriac.serialization import JSON, codec, dumps, exception_to_dict, loads
+
+_STORE_SCRIPT = """
+-- KEYS[1]: celery-task-meta-<id>.  ARGV[1]: meta document.  ARGV[2]: TTL in seconds, 0 = none.
+-- Skip the write when the stored document is already SUCCESS (Celery's dedupe guard).
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, doc = pcall(cjson.decode, current)
+  if ok and type(doc) == 'table' and doc['status'] == 'SUCCESS' then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"""
+
+MAX_VALUE_BYTES = 512 * 1024 * 1024
+"""Redis's limit on a string value."""
+
+
+def now_iso() -> str:
+    """``date_done`` as Celery writes it: ISO-8601 UTC with ``+00:00``."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def result_tuple(task_id: str, parent: Any = None) -> list[Any]:
+    """An AsyncResult as Celery stores it in ``children``: ``[[id, parent|null], null]``."""
+    return [[task_id, parent], None]
+
+
+class RedisBackend:
+    """Store and read task results; safe to use from forked children (one client per pid)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        serializer: str = "json",
+        accept: frozenset[str] = frozenset({JSON}),
+        expires_s: int | None = 86400,
+        transport_options: Mapping[str, Any] | None = None,
+        extended: bool = False,
+    ) -> None:
+        self.url = url
+        self.serializer = serializer
+        self.accept = accept
+        self.expires_s = expires_s
+        self.extended = extended
+        options = dict(transport_options or {})
+        self.prefix = keys.result_prefix(str(options.pop("global_keyprefix", "") or ""))
+        self._client_options = options
+        self._client: Any = None
+        self._pid = -1
+        self._store_sha: str | None = None
+        codec(serializer)  # fail early on an unknown serializer
+
+    @property
+    def client(self) -> Any:
+        """A redis client for this process (a forked child gets its own connections)."""
+        pid = os.getpid()
+        if self._client is None or self._pid != pid:
+            self._client = redis.Redis.from_url(self.url, health_check_interval=25)
+            self._pid = pid
+        return self._client
+
+    def key_for(self, task_id: str) -> str:
+        return keys.task_meta(task_id, self.prefix)
+
+    # Writing
+    def meta_document(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: str | None = None,
+        request: Any = None,
+    ) -> dict[str, Any]:
+        """The meta dict in Celery's field order (``task_id`` always last)."""
+        if isinstance(result, BaseException) and self.serializer != "pickle":
+            result = exception_to_dict(result)
+        children = [
+            child.as_tuple() if hasattr(child, "as_tuple") else child
+            for child in (getattr(request, "children", None) or ())
+        ]
+        meta: dict[str, Any] = {
+            "status": state,
+            "result": result,
+            "traceback": traceback,
+            "children": children,
+            "date_done": now_iso() if state in states.READY_STATES else None,
+        }
+        group = getattr(request, "group", None)
+        if group:
+            meta["group_id"] = group
+        parent_id = getattr(request, "parent_id", None)
+        if parent_id:
+            meta["parent_id"] = parent_id
+        if self.extended and request is not None:
+            delivery_info = getattr(request, "delivery_info", None) or {}
+            meta["name"] = getattr(request, "task", None)
+            meta["args"] = list(getattr(request, "args", None) or ())
+            meta["kwargs"] = getattr(request, "kwargs", None)
+            meta["worker"] = getattr(request, "hostname", None)
+            meta["retries"] = getattr(request, "retries", None)
+            meta["queue"] = delivery_info.get("routing_key")
+        meta["task_id"] = task_id
+        return meta
+
+    def encode(self, meta: Mapping[str, Any]) -> bytes:
+        body, _, _ = dumps(meta, self.serializer)
+        if len(body) > MAX_VALUE_BYTES:
+            raise BackendError(f"result of {len(body)} bytes is over Redis's 512 MB value limit")
+        return body
+
+    def _ttl_for(self, state: str) -> int:
+        return self.expires_s or 0
+
+    def store_result(  # noqa: PLR0917 - Celery's positional signature
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: str | None = None,
+        request: Any = None,
+        pipe: Any = None,
+    ) -> None:
+        """Store a result unless SUCCESS is already stored; into ``pipe`` if one is given."""
+        document = self.encode(self.meta_document(task_id, result, state, traceback, request))
+        self._queue_store(pipe, self.key_for(task_id), document, self._ttl_for(state))
+
+    def store_many(self, items: Iterable[tuple[str, Any, str, str | None, Any]]) -> None:
+        """Store ``(task_id, result, state, traceback, request)`` items in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for task_id, result, state, traceback, request in items:
+                self.store_result(task_id, result, state, traceback, request, pipe=pipe)
+            self._execute(pipe)
+
+    def _queue_store(self, pipe: Any, key: str, document: bytes, ttl_s: int) -> None:
+        if pipe is not None:
+            pipe.eval(_STORE_SCRIPT, 1, key, document, ttl_s)
+            return
+        try:
+            if self._store_sha is None:
+                self._store_sha = str(self.client.script_load(_STORE_SCRIPT))
+            try:
+                self.client.evalsha(self._store_sha, 1, key, document, ttl_s)
+            except redis.exceptions.NoScriptError:
+                self.client.eval(_STORE_SCRIPT, 1, key, document, ttl_s)
+        except redis.exceptions.ConnectionError as exc:
+            raise BackendError(f"cannot store result in {self._where()}: {exc}") from exc
+
+    def _execute(self, pipe: Any) -> None:
+        try:
+            pipe.execute()
+        except redis.exceptions.ConnectionError as exc:
+            raise BackendError(f"cannot store results in {self._where()}: {exc}") from exc
+
+    def mark_as_started(self, task_id: str, pid: int, hostname: str, request: Any = None) -> None:
+        self.store_result(task_id, {"pid": pid, "hostname": hostname}, states.STARTED, request=request)
+
+    def mark_as_revoked(self, task_id: str, reason: str = "revoked", request: Any = None) -> None:
+        self.store_result(task_id, TaskRevokedError(reason), states.REVOKED, request=request)
+
+    # Reading
+    def decode(self, raw: bytes | None, task_id: str) -> dict[str, Any]:
+        if raw is None:
+            return pending_meta(task_id)
+        content_type = codec(self.serializer).content_type
+        meta = loads(raw, content_type, self.accept | {content_type})
+        if not isinstance(meta, dict):
+            raise BackendError(f"result of {task_id} is not a meta document: {meta!r}")
+        return meta
+
+    def get_meta(self, task_id: str) -> dict[str, Any]:
+        """The stored meta dict; a PENDING document when nothing is stored."""
+        try:
+            raw = self.client.get(self.key_for(task_id))
+        except redis.exceptions.ConnectionError as exc:
+            raise BackendError(f"cannot read result from {self._where()}: {exc}") from exc
+        return self.decode(raw, task_id)
+
+    def wait_for(self, task_id: str, timeout_s: float | None = None) -> dict[str, Any]:
+        """Block until the task is ready and return its meta, woken by pub/sub (no polling).
+
+        Subscribes first, then GETs: a result stored before the subscription is seen by
+        the GET, one stored after it arrives as a message. Raises :class:`TimeoutError`.
+        """
+        key = self.key_for(task_id)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(key)
+            meta = self.get_meta(task_id)
+            while meta["status"] not in states.READY_STATES:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    state = meta["status"]
+                    raise TimeoutError(f"task {task_id} not ready after {timeout_s}s (state {state})")
+                message = pubsub.get_message(timeout=1.0 if remaining is None else min(remaining, 1.0))
+                if message is not None and message.get("type") == "message":
+                    meta = self.decode(message["data"], task_id)
+        except redis.exceptions.ConnectionError as exc:
+            raise BackendError(f"lost {self._where()} while waiting for {task_id}: {exc}") from exc
+        finally:
+            pubsub.close()
+        return meta
+
+    def forget(self, task_id: str) -> None:
+        self.client.delete(self.key_for(task_id))
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+
+    def _where(self) -> str:
+        return f"result backend {self.url.split('@')[-1]}"
+
+
+def pending_meta(task_id: str) -> dict[str, Any]:
+    """What an unknown (or not yet stored) task reads as."""
+    return {
+        "status": states.PENDING,
+        "result": None,
+        "traceback": None,
+        "children": [],
+        "date_done": None,
+        "task_id": task_id,
+    }

@@ -1,0 +1,274 @@
+"""Result handles: ``AsyncResult`` reads what a worker stored, ``EagerResult`` wraps a local run.
+
+A failed task's stored exception is rebuilt as its original type when that type is
+already imported here, otherwise as :class:`~celeriac.exceptions.TaskError` naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import redis
+
+from celeriac import keys, states
+from celeriac.exceptions import CeleriacError
+from celeriac.serialization import dict_to_exception, json_text
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
+    from celeriac.backend import RedisBackend
+
+
+class AsyncResult:
+    """The result of a task published to a broker, read from the result backend."""
+
+    def __init__(
+        self,
+        id: str,
+        backend: RedisBackend | None = None,
+        task_name: str | None = None,
+        app: Celeriac | None = None,
+        parent: AsyncResult | None = None,
+    ) -> None:
+        self.id = id
+        self._app = app
+        self._backend = backend
+        self.task_name = task_name
+        self.parent = parent
+        self._cache: dict[str, Any] | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    @property
+    def app(self) -> Celeriac:
+        if self._app is None:
+            from celeriac.app import current_app
+
+            self._app = current_app()
+        return self._app
+
+    @property
+    def backend(self) -> RedisBackend:
+        return self._backend if self._backend is not None else self.app.backend
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return other.id == self.id
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def as_tuple(self) -> list[Any]:
+        """How Celery stores a result in ``children``: ``[[id, parent|null], null]``."""
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return [[self.id, parent], None]
+
+    # Meta
+    def _get_meta(self) -> dict[str, Any]:
+        if self._cache is not None:
+            return self._cache
+        meta = self.backend.get_meta(self.id)
+        if meta["status"] in states.READY_STATES:
+            self._cache = meta
+        return meta
+
+    def _set_cache(self, meta: dict[str, Any]) -> None:
+        if meta["status"] in states.READY_STATES:
+            self._cache = meta
+
+    @property
+    def state(self) -> str:
+        return str(self._get_meta()["status"])
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        """The return value, or the exception for FAILURE/RETRY/REVOKED (the meta dict for custom states)."""
+        return _decode_result(self._get_meta())
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        tb = self._get_meta().get("traceback")
+        return None if tb is None else str(tb)
+
+    @property
+    def date_done(self) -> str | None:
+        return self._get_meta().get("date_done")
+
+    @property
+    def children(self) -> list[Any]:
+        return [_result_from_tuple(item, self._app) for item in self._get_meta().get("children") or ()]
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
+        """Wait for the task (pub/sub wake-up) and return its value; re-raise its error if ``propagate``.
+
+        ``interval`` is accepted for Celery compatibility and ignored: nothing polls.
+        Raises :class:`celeriac.exceptions.TimeoutError` after ``timeout`` seconds.
+        """
+        meta = self._cache or self.backend.wait_for(self.id, timeout)
+        self._set_cache(meta)
+        value = _decode_result(meta)
+        if propagate and meta["status"] in states.PROPAGATE_STATES and isinstance(value, BaseException):
+            raise value
+        return value
+
+    wait = get
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        self._cache = None
+        self.backend.forget(self.id)
+
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: str | None = None) -> None:
+        """Ask every worker to skip (or with ``terminate``, kill) this task."""
+        revoke(self.app, self.id, terminate=terminate, signal=signal)
+
+
+class EagerResult(AsyncResult):
+    """The outcome of a local run (``apply`` or ``task_always_eager``); nothing is read remotely."""
+
+    def __init__(
+        self, id: str, value: Any, state: str, traceback: str | None = None, task_name: str | None = None
+    ) -> None:
+        super().__init__(id, task_name=task_name)
+        self._value = value
+        self._state = state
+        self._traceback = traceback
+        self._cache = {
+            "status": state,
+            "result": value,
+            "traceback": traceback,
+            "children": [],
+            "task_id": id,
+        }
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        return self._value
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._traceback
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
+        if propagate and self._state in states.PROPAGATE_STATES and isinstance(self._value, BaseException):
+            raise self._value
+        return self._value
+
+    def forget(self) -> None:
+        """Nothing is stored for an eager run."""
+
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: str | None = None) -> None:
+        self._state = states.REVOKED
+
+
+def _decode_result(meta: dict[str, Any]) -> Any:
+    value = meta.get("result")
+    if meta.get("status") in states.EXCEPTION_STATES and value is not None:
+        return dict_to_exception(value)
+    return value
+
+
+def _result_from_tuple(item: Any, app: Celeriac | None) -> Any:
+    """``[[id, parent], null]`` -> AsyncResult; a group ``[[gid, parent], [...]]`` -> list of results."""
+    if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], (list, tuple)):
+        (task_id, _parent), members = item
+        if members:
+            return [_result_from_tuple(member, app) for member in members]
+        return AsyncResult(str(task_id), app=app)
+    return AsyncResult(str(item), app=app)
+
+
+# Remote control: the pidbox ``revoke`` broadcast (wire-protocol §4.1).
+_clock = itertools.count(1)
+PIDBOX_EXCHANGE = "celery.pidbox"
+
+
+def revoke_envelope(task_ids: Sequence[str], terminate: bool, signal: str | None, clock: int) -> bytes:
+    """The kombu envelope Celery publishes for ``revoke``: a fanout, no reply expected."""
+    ids: str | list[str] = task_ids[0] if len(task_ids) == 1 else list(task_ids)
+    body = {
+        "method": "revoke",
+        "arguments": {"task_id": ids, "terminate": terminate, "signal": signal},
+        "destination": None,
+        "pattern": None,
+        "matcher": None,
+    }
+    envelope = {
+        "body": base64.b64encode(json_text(body).encode("utf-8")).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"clock": clock, "expires": 0},
+        "properties": {
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": PIDBOX_EXCHANGE, "routing_key": ""},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return str(json_text(envelope)).encode("utf-8")
+
+
+def revoke(
+    app: Celeriac, task_id: str | Sequence[str], terminate: bool = False, signal: str | None = None
+) -> None:
+    """Publish a pidbox ``revoke`` on the Redis broker, as ``celery control revoke`` does."""
+    ids = [task_id] if isinstance(task_id, str) else list(task_id)
+    url = str(app.conf.broker_url)
+    parsed = urlparse(url)
+    if parsed.scheme not in {"redis", "rediss"}:
+        raise CeleriacError(f"revoke is implemented for Redis brokers only, not {parsed.scheme}://")
+    db = int(parsed.path.lstrip("/") or 0)
+    prefix = str((app.conf.broker_transport_options or {}).get("global_keyprefix", "") or "")
+    channel = keys.fanout_channel(PIDBOX_EXCHANGE, "", db=db, prefix=prefix)
+    client: Any = redis.Redis.from_url(url)
+    try:
+        client.publish(channel, revoke_envelope(ids, terminate, signal, next(_clock)))
+    finally:
+        client.close()

@@ -1,0 +1,336 @@
+"""Execute a task and act on its outcome the way Celery's worker does (wire-protocol §1.4).
+
+``run_task`` runs the body with ``self.request`` set and turns whatever happens into an
+:class:`Outcome` (plain data, so a pool child can hand it to the consumer).
+``apply_outcome`` then publishes callbacks, the next chain step or errbacks, republishes
+retries under the same id, and stores the result. Both are safe in a forked child: the
+app reopens its broker and backend connections per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback as tb_module
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from celeriac import states
+from celeriac.exceptions import Ignore, Reject, Retry
+from celeriac.protocol import TaskRequest
+from celeriac.result import EagerResult
+from celeriac.task import Context, Signature, Task, pop_request, push_request, signature
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a task run produced.
+
+    ``state`` is SUCCESS, FAILURE, RETRY, REJECTED or IGNORED. ``retval`` is the return
+    value or the exception. ``retry`` holds the republish spec (args, kwargs, countdown,
+    eta, retries, options) of a RETRY; ``requeue`` the wish of a :class:`Reject`.
+    ``children`` are the results of tasks the body sent, in Celery's tuple form.
+    """
+
+    state: str
+    retval: Any
+    traceback: str | None = None
+    runtime_s: float = 0.0
+    children: tuple[Any, ...] = ()
+    retry: dict[str, Any] | None = None
+    requeue: bool = False
+    exc_type: str | None = field(default=None)
+
+
+def _format_traceback(exc: BaseException) -> str:
+    return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def run_task(
+    app: Celeriac,
+    task: Task,
+    request: TaskRequest,
+    delivery_info: Mapping[str, Any],
+    hostname: str,
+    *,
+    is_eager: bool = False,
+) -> Outcome:
+    """Run ``task`` for ``request``; never raises for an exception of the task's own making."""
+    context = Context.from_request(request, delivery_info, hostname)
+    context.is_eager = is_eager
+    if not is_eager and task.option("track_started", "task_track_started") and not _ignored(task, request):
+        app.backend.mark_as_started(request.id, os.getpid(), hostname, request=context)
+    push_request(task, context)
+    started = time.perf_counter()
+    try:
+        task.before_start(request.id, request.args, request.kwargs)
+        retval = task(*request.args, **request.kwargs)
+    except Retry as exc:
+        outcome = _failed_outcome(states.RETRY, exc.exc if exc.exc is not None else None, exc, started, context)
+        outcome = Outcome(**{**outcome.__dict__, "retry": exc.sig if isinstance(exc.sig, dict) else None})
+        task.on_retry(exc.exc or exc, request.id, request.args, request.kwargs, outcome.traceback)
+    except Reject as exc:
+        outcome = Outcome(states.REJECTED, exc, None, time.perf_counter() - started, requeue=exc.requeue)
+    except Ignore as exc:
+        outcome = Outcome(states.IGNORED, exc, None, time.perf_counter() - started)
+    except Exception as exc:
+        outcome = _failed_outcome(states.FAILURE, exc, exc, started, context)
+        task.on_failure(exc, request.id, request.args, request.kwargs, outcome.traceback)
+    else:
+        outcome = Outcome(states.SUCCESS, retval, None, time.perf_counter() - started, _children(context))
+        task.on_success(retval, request.id, request.args, request.kwargs)
+    finally:
+        pop_request()
+    task.after_return(outcome.state, outcome.retval, request.id, request.args, request.kwargs, outcome.traceback)
+    return outcome
+
+
+def _failed_outcome(
+    state: str, stored: BaseException | None, raised: BaseException, started: float, context: Context
+) -> Outcome:
+    return Outcome(
+        state,
+        stored,
+        _format_traceback(raised),
+        time.perf_counter() - started,
+        _children(context),
+        exc_type=type(stored).__name__ if stored is not None else None,
+    )
+
+
+def _children(context: Context) -> tuple[Any, ...]:
+    return tuple(child.as_tuple() if hasattr(child, "as_tuple") else child for child in context.children)
+
+
+def _ignored(task: Task, request: TaskRequest) -> bool:
+    if request.ignore_result is not None:
+        return bool(request.ignore_result) or bool(task.option("ignore_result", "task_ignore_result"))
+    return bool(task.option("ignore_result", "task_ignore_result"))
+
+
+class _StoredRequest:
+    """The request fields the backend reads when it builds a meta document."""
+
+    def __init__(self, request: TaskRequest, children: list[Any], delivery_info: Mapping[str, Any], hostname: str):
+        self.task = request.task
+        self.args = request.args
+        self.kwargs = request.kwargs
+        self.group = request.group
+        self.parent_id = request.parent_id
+        self.retries = request.retries
+        self.children = children
+        self.delivery_info = dict(delivery_info)
+        self.hostname = hostname
+
+
+def apply_outcome(
+    app: Celeriac,
+    task: Task,
+    request: TaskRequest,
+    outcome: Outcome,
+    *,
+    delivery_info: Mapping[str, Any] | None = None,
+    hostname: str = "",
+    store: bool = True,
+    pipe: Any = None,
+) -> None:
+    """Publish follow-ups and store the result of ``outcome`` exactly as Celery's worker does.
+
+    SUCCESS: callbacks (retval prepended), then the next chain step, then the result
+    (so ``children`` lists them). FAILURE: the result, the remaining chain steps as
+    FAILURE, then errbacks. RETRY: republish the same id with ``retries + 1``, store
+    RETRY. ``store=False`` skips result writes (eager runs); ``pipe`` batches them.
+    """
+    delivery_info = delivery_info or {}
+    children = list(outcome.children)
+    stored = _StoredRequest(request, children, delivery_info, hostname)
+    ignored = _ignored(task, request)
+    priority = delivery_info.get("priority") if app.conf.task_inherit_parent_priority else None
+    follow: dict[str, Any] = {"parent_id": request.id, "root_id": request.root_id or request.id, "add_to_parent": False}
+    if priority is not None:
+        follow["priority"] = priority
+    if outcome.state == states.SUCCESS:
+        children.extend(_send_callbacks(app, request, outcome.retval, follow))
+        if request.chain:
+            rest = [signature(item, app) for item in request.chain]
+            next_step = rest.pop()
+            children.append(next_step.apply_async((outcome.retval,), chain=rest or None, **follow).as_tuple())
+        if store and not ignored:
+            app.backend.store_result(request.id, outcome.retval, states.SUCCESS, request=stored, pipe=pipe)
+    elif outcome.state == states.FAILURE:
+        store_errors = store and (
+            not ignored or bool(task.option("store_errors_even_if_ignored", "task_store_errors_even_if_ignored"))
+        )
+        if store_errors:
+            app.backend.store_result(request.id, outcome.retval, states.FAILURE, outcome.traceback, stored, pipe)
+            for step in request.chain or ():
+                step_id = (step.get("options") or {}).get("task_id")
+                if step_id:
+                    app.backend.store_result(step_id, outcome.retval, states.FAILURE, outcome.traceback, pipe=pipe)
+        _send_errbacks(app, request, outcome, follow)
+    elif outcome.state == states.RETRY:
+        _republish_retry(app, request, outcome, delivery_info)
+        if store and not ignored:
+            app.backend.store_result(request.id, outcome.retval, states.RETRY, outcome.traceback, stored, pipe)
+
+
+def _send_callbacks(app: Celeriac, request: TaskRequest, retval: Any, follow: dict[str, Any]) -> list[Any]:
+    callbacks = [signature(item, app) for item in request.callbacks or ()]
+    if len(callbacks) == 1:
+        return [callbacks[0].apply_async((retval,), **follow).as_tuple()]
+    if not callbacks:
+        return []
+    # Several callbacks go out as one group, like Celery's worker sends them.
+    import uuid
+
+    group_id = str(uuid.uuid4())
+    members = [
+        callback.apply_async((retval,), group_id=group_id, group_index=index, **follow).as_tuple()
+        for index, callback in enumerate(callbacks)
+    ]
+    return [[[group_id, None], members]]
+
+
+def _send_errbacks(app: Celeriac, request: TaskRequest, outcome: Outcome, follow: dict[str, Any]) -> None:
+    for item in request.errbacks or ():
+        errback = signature(item, app)
+        local = app.tasks.get(errback.name)
+        if local is not None and _takes_request(local):
+            context = Context.from_request(request, {}, "")
+            try:
+                local(context, outcome.retval, outcome.traceback, *errback.args, **errback.kwargs)
+            except Exception:
+                logger.exception("errback %s of task %s[%s] raised", errback.name, request.task, request.id)
+            continue
+        errback.apply_async((request.id,), **follow)
+
+
+def _takes_request(task: Task) -> bool:
+    """Celery calls an errback inline with (request, exc, traceback) when it takes more than one arg."""
+    import inspect
+
+    fun = task._fun if task._fun is not None else task.run
+    try:
+        params = [
+            p
+            for p in inspect.signature(fun).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+    except (TypeError, ValueError):
+        return False
+    if task.bind and task._fun is not None:
+        params = params[1:]
+    return len(params) > 1 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _republish_retry(app: Celeriac, request: TaskRequest, outcome: Outcome, delivery_info: Mapping[str, Any]) -> None:
+    spec = outcome.retry or {}
+    options = dict(spec.get("options") or {})
+    hard, soft = request.timelimit
+    exchange = delivery_info.get("exchange")
+    routing_key = delivery_info.get("routing_key")
+    if "queue" not in options:
+        if not exchange and routing_key:
+            options["queue"] = routing_key
+        elif exchange is not None:
+            options.update(exchange=exchange, routing_key=routing_key)
+    if delivery_info.get("priority") is not None:
+        options.setdefault("priority", delivery_info["priority"])
+    app.send_task(
+        request.task,
+        spec.get("args", request.args),
+        spec.get("kwargs", request.kwargs),
+        task_id=request.id,
+        retries=int(spec.get("retries", request.retries + 1)),
+        countdown=spec.get("countdown"),
+        eta=spec.get("eta"),
+        expires=request.headers.get("expires") or None,
+        root_id=request.root_id,
+        parent_id=request.parent_id or request.id,
+        group_id=request.group,
+        group_index=request.group_index,
+        shadow=request.shadow,
+        chord=request.chord,
+        chain=request.chain,
+        link=request.callbacks,
+        link_error=request.errbacks,
+        time_limit=hard,
+        soft_time_limit=soft,
+        reply_to=request.reply_to,
+        ignore_result=request.ignore_result,
+        headers=_custom_headers(request),
+        add_to_parent=False,
+        **options,
+    )
+
+
+def _custom_headers(request: TaskRequest) -> dict[str, Any]:
+    return {k: v for k, v in request.custom_headers.items() if k != "x-death"}
+
+
+def apply_eager(
+    task: Task,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    task_id: str,
+    *,
+    link: Any = None,
+    link_error: Any = None,
+    retries: int = 0,
+    throw: bool | None = None,
+    headers: Mapping[str, Any] | None = None,
+) -> EagerResult:
+    """Celery's ``Task.apply``: run here, follow retries eagerly, publish callbacks as usual."""
+    from celeriac.app import current_app
+    from celeriac.task import current_task, signature_list
+
+    app = task.app if getattr(task, "app", None) is not None else current_app()
+    parent = current_task()
+    root_id = parent[1].root_id or parent[1].id if parent else task_id
+    parent_id = parent[1].id if parent else None
+    callbacks = signature_list(link)
+    errbacks = signature_list(link_error)
+    while True:
+        request = TaskRequest(
+            id=task_id,
+            task=task.name,
+            args=args,
+            kwargs=kwargs,
+            retries=retries,
+            root_id=root_id,
+            parent_id=parent_id,
+            callbacks=_as_dicts(callbacks),
+            errbacks=_as_dicts(errbacks),
+            headers=dict(headers or {}),
+            ignore_result=None,
+        )
+        outcome = run_task(app, task, request, {"is_eager": True}, _hostname(), is_eager=True)
+        if outcome.state == states.RETRY and outcome.retry is not None:
+            args = tuple(outcome.retry["args"])
+            kwargs = dict(outcome.retry["kwargs"])
+            retries = int(outcome.retry["retries"])
+            continue
+        break
+    store = bool(app.conf.task_store_eager_result)
+    apply_outcome(app, task, request, outcome, delivery_info={"is_eager": True}, hostname=_hostname(), store=store)
+    propagate = app.conf.task_eager_propagates if throw is None else throw
+    if propagate and outcome.state == states.FAILURE and isinstance(outcome.retval, BaseException):
+        raise outcome.retval
+    return EagerResult(task_id, outcome.retval, outcome.state, outcome.traceback, task.name)
+
+
+def _as_dicts(signatures: list[Signature] | None) -> list[dict[str, Any]] | None:
+    return [dict(item) for item in signatures] if signatures else None
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
