@@ -1,0 +1,36 @@
+"""Tasks for the real Celery worker that capture.py and the interop tests run.
+
+Broker and backend come from ``GOLDEN_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+
+app = Celery("golden", broker=os.environ.get("GOLDEN_REDIS_URL"), backend=os.environ.get("GOLDEN_REDIS_URL"))
+app.conf.broker_connection_retry_on_startup = True
+
+
+@app.task(name="golden.add")
+def add(x: Any, y: Any, *rest: Any, **kwargs: Any) -> Any:
+    return x + y
+
+
+@app.task(name="golden.on_error")
+def on_error(*args: Any) -> None:
+    return None
+
+
+@app.task(name="golden.fail")
+def fail(message: str) -> None:
+    raise ValueError(message, 42)
+
+
+@app.task(name="golden.retry_once", bind=True)
+def retry_once(self: Any, value: int) -> int:
+    if self.request.retries == 0:
+        raise self.retry(countdown=3600, exc=KeyError("again"))
+    return value
