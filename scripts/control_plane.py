@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 K8S_VERSION = "v1.36.3"
@@ -306,6 +306,9 @@ class ControlPlane:
     token: str = ""
     pids: dict[str, int] = field(default_factory=dict)
     started_s: float = 0.0
+    # Popen handles of processes this Python process started (not persisted): kept so they are
+    # waited for on stop instead of being garbage-collected while running.
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def kubeconfig(self) -> Path:
@@ -426,6 +429,7 @@ class ControlPlane:
                                 start_new_session=True)
         log.close()
         self.pids[name] = proc.pid
+        self._procs[name] = proc
 
     def _wait(self, name: str, ready: object) -> None:
         assert callable(ready)
@@ -443,6 +447,9 @@ class ControlPlane:
         """SIGTERM every process (reverse start order), SIGKILL stragglers, forget the pids."""
         for name in reversed(list(self.pids)):
             _terminate(self.pids[name], timeout_s)
+            proc = self._procs.pop(name, None)
+            if proc is not None:
+                proc.wait()
         self.pids.clear()
         self.state_file.unlink(missing_ok=True)
 
@@ -455,7 +462,7 @@ class ControlPlane:
     # -- persisted state for `up` / `down` / `status` -------------------------------------
 
     def save(self) -> None:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         data["directory"] = str(self.directory)
         self.state_file.write_text(json.dumps(data))
 

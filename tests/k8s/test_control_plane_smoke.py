@@ -108,9 +108,10 @@ def test_deployment_gets_a_replicaset_from_the_controller_manager(kube_api: ApiC
     assert isinstance(sets, list)
     assert len(sets) == 1
     assert sets[0].metadata.owner_references[0].name == "smoke"
-    pods = wait_for(lambda: client.CoreV1Api(kube_api).list_namespaced_pod(namespace).items, 60, "pods")
-    assert isinstance(pods, list)
-    assert len(pods) == 2
+    core = client.CoreV1Api(kube_api)
+    wait_for(lambda: len(core.list_namespaced_pod(namespace).items) == 2, 60, "two pods")
+    pods = core.list_namespaced_pod(namespace).items
+    assert {p.metadata.owner_references[0].name for p in pods} == {sets[0].metadata.name}
 
 
 def test_namespace_deletion_completes(kube_api: ApiClient, control_plane: ControlPlane) -> None:
