@@ -1,0 +1,168 @@
+"""Remote control both ways: real ``celery inspect``/``control`` against our responder, and our
+client against a real Celery worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from celeriac import keys
+from celeriac.worker.control import ControlResponder, broadcast
+from celeriac.worker.events import kombu_envelope
+from celeriac.worker.state import WorkerState
+from servers import RedisServer, stop_process
+
+pytestmark = pytest.mark.integration
+
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+def write_celery_app(directory: Path, url: str, prefix: str = "") -> None:
+    options = f"broker_transport_options={{'global_keyprefix': {prefix!r}}}" if prefix else ""
+    (directory / "ctlapp.py").write_text(
+        "from celery import Celery\n"
+        f"app = Celery('ctlapp', broker={url!r})\n"
+        f"app.conf.update({options})\n"
+        "@app.task\n"
+        "def add(x, y):\n"
+        "    return x + y\n"
+    )
+
+
+def run_celery(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CELERY, "-A", "ctlapp", *args], cwd=directory, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(directory)}, check=False,
+    )
+
+
+@pytest.fixture
+def busy_worker(redis_server: RedisServer) -> Iterator[tuple[WorkerState, list[tuple[list[str], str]]]]:
+    state = WorkerState("celeriac@node1", ["celery"], 2)
+    state.on_received({
+        "id": "task-1", "name": "ctlapp.add", "args": [2, 3], "kwargs": {},
+        "delivery_info": {"exchange": "", "routing_key": "celery", "priority": 0, "redelivered": False},
+        "acknowledged": True,
+    })
+    state.on_started("task-1", 4242)
+    terminated: list[tuple[list[str], str]] = []
+    responder = ControlResponder(
+        redis_server.client(), state, terminate=lambda ids, sig: terminated.append((ids, sig)),
+        task_names=lambda: ["ctlapp.add"],
+    )
+    responder.start()
+    try:
+        yield state, terminated
+    finally:
+        responder.stop()
+
+
+def test_celery_inspect_ping_and_active_are_answered_by_our_responder(
+    redis_server: RedisServer, tmp_path: Path, busy_worker: tuple[WorkerState, list[object]]
+) -> None:
+    write_celery_app(tmp_path, redis_server.url)
+    ping = run_celery(tmp_path, "inspect", "ping", "--json", "-t", "2")
+    assert ping.returncode == 0, ping.stderr
+    assert json.loads(ping.stdout) == {"celeriac@node1": {"ok": "pong"}}
+    active = run_celery(tmp_path, "inspect", "active", "--json", "-t", "2")
+    assert active.returncode == 0, active.stderr
+    [entry] = json.loads(active.stdout)["celeriac@node1"]
+    assert entry["id"] == "task-1"
+    assert entry["name"] == "ctlapp.add"
+    assert entry["args"] == [2, 3]
+    assert entry["worker_pid"] == 4242
+    assert entry["delivery_info"]["routing_key"] == "celery"
+
+
+def test_celery_control_revoke_terminate_reaches_the_engine_callback(
+    redis_server: RedisServer, tmp_path: Path,
+    busy_worker: tuple[WorkerState, list[tuple[list[str], str]]],
+) -> None:
+    state, terminated = busy_worker
+    write_celery_app(tmp_path, redis_server.url)
+    result = run_celery(tmp_path, "control", "revoke", "queued-1", "--json", "-t", "2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [{"celeriac@node1": {"ok": "tasks {'queued-1'} flagged as revoked"}}]
+    app = Celery("client", broker=redis_server.url)
+    try:
+        app.control.revoke("task-1", terminate=True, signal="SIGKILL")
+    finally:
+        app.close()
+    deadline = time.monotonic() + 10
+    while not terminated and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert terminated == [(["task-1"], "SIGKILL")]
+    assert state.is_revoked("task-1")
+    assert broadcast(redis_server.client(), "revoked", timeout_s=1.0) == [
+        {"celeriac@node1": ["queued-1", "task-1"]}
+    ]
+
+
+def test_our_client_filters_by_destination_and_returns_at_the_limit(
+    redis_server: RedisServer, busy_worker: tuple[WorkerState, list[object]]
+) -> None:
+    client = redis_server.client()
+    other = ControlResponder(client, WorkerState("celeriac@node2", ["celery"], 1))
+    other.start()
+    try:
+        both = broadcast(client, "ping", timeout_s=0.5)
+        assert sorted(both, key=lambda reply: next(iter(reply))) == [
+            {"celeriac@node1": {"ok": "pong"}}, {"celeriac@node2": {"ok": "pong"}}
+        ]
+        assert broadcast(client, "ping", destination=["celeriac@node2"], timeout_s=5.0) == [
+            {"celeriac@node2": {"ok": "pong"}}
+        ]
+        assert broadcast(client, "registered", destination=["celeriac@node1"]) == [
+            {"celeriac@node1": ["ctlapp.add"]}
+        ]
+        assert broadcast(client, "nope", destination=["celeriac@node1"]) == [
+            {"celeriac@node1": {"error": "KeyError('nope')"}}
+        ]
+    finally:
+        other.stop()
+    assert client.smembers(keys.binding_key("reply.celery.pidbox")) == set()
+
+
+def test_pickle_commands_are_refused(redis_server: RedisServer) -> None:
+    state = WorkerState("celeriac@node3", ["celery"], 1)
+    responder = ControlResponder(redis_server.client(), state)
+    raw = json.loads(kombu_envelope({"method": "ping"}, exchange="celery.pidbox", routing_key="",
+                                    headers={}, delivery_mode=2))
+    raw["content-type"] = "application/x-python-serialize"
+    assert responder.handle_raw(json.dumps(raw)) is None
+    raw["content-type"] = "application/json"
+    assert responder.handle_raw(json.dumps(raw)) == {"ok": "pong"}
+
+
+def test_our_client_pings_a_real_celery_worker_with_a_key_prefix(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    write_celery_app(tmp_path, redis_server.url, prefix="pfx:")
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [CELERY, "-A", "ctlapp", "worker", "-P", "solo", "-n", "celery@peer", "--without-mingle",
+         "--without-gossip", "-l", "warning"],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    try:
+        client = redis_server.client()
+        replies: list[dict[str, object]] = []
+        deadline = time.monotonic() + 60
+        while not replies and time.monotonic() < deadline:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            replies = broadcast(client, "ping", destination=["celery@peer"], timeout_s=0.5, prefix="pfx:")
+        assert replies == [{"celery@peer": {"ok": "pong"}}]
+        [stats] = broadcast(client, "active", destination=["celery@peer"], prefix="pfx:")
+        assert stats == {"celery@peer": []}
+    finally:
+        stop_process(worker)
+        log.close()
