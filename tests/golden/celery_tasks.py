@@ -34,3 +34,19 @@ def retry_once(self: Any, value: int) -> int:
     if self.request.retries == 0:
         raise self.retry(countdown=3600, exc=KeyError("again"))
     return value
+
+
+class WorkerOnlyError(Exception):
+    """Defined only where the worker runs: a client that never imported this module cannot rebuild it."""
+
+
+@app.task(name="golden.fail_custom")
+def fail_custom() -> None:
+    raise WorkerOnlyError("nope", 3)
+
+
+@app.task(name="golden.retry_fast", bind=True)
+def retry_fast(self: Any, value: int) -> int:
+    if self.request.retries < 2:
+        raise self.retry(countdown=0.2, exc=KeyError("again"))
+    return value * self.request.retries

@@ -123,9 +123,7 @@ class Celeriac:
         return f"<Celeriac {self.main or '__main__'}>"
 
     # Configuration
-    def config_from_object(
-        self, obj: object | str, namespace: str | None = None, force: bool = False
-    ) -> None:
+    def config_from_object(self, obj: object | str, namespace: str | None = None, force: bool = False) -> None:
         """Load settings from an object or import path; ``namespace="CELERY"`` reads ``CELERY_*``."""
         self.conf.from_object(obj, namespace=namespace)
         self._backend = None
@@ -241,9 +239,7 @@ class Celeriac:
         options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """What ``task_routes`` says for this call (queue, exchange, routing_key, priority...)."""
-        return resolve_route(
-            self.conf.task_routes, task_name, tuple(args), dict(kwargs or {}), dict(options or {})
-        )
+        return resolve_route(self.conf.task_routes, task_name, tuple(args), dict(kwargs or {}), dict(options or {}))
 
     def route(self, task_name: str, queue: str | None = None) -> str:
         """The queue a call of ``task_name`` goes to: ``queue=``, then task_routes, then the default."""
@@ -265,7 +261,7 @@ class Celeriac:
         """The broker (H2's :func:`celeriac.brokers.connect`), opened on first use per process."""
         self._check_fork()
         if self._broker is None:
-            from celeriac.brokers import connect
+            from celeriac.brokers import connect  # lazily: the broker layer is optional at import
 
             self._broker = connect(self.conf.broker_url, self.conf.broker_transport_options)
         return self._broker
@@ -375,6 +371,8 @@ class Celeriac:
             reply_to=reply_to or self.oid,
             headers=headers,
             serializer=serializer or self.conf.task_serializer,
+            origin=options.get("origin"),
+            extra_properties={"origin": options["origin"]} if options.get("origin") else None,
             stamped_headers=options.get("stamped_headers"),
             stamps=options.get("stamps"),
             replaced_task_nesting=int(options.get("replaced_task_nesting", 0)),
@@ -395,9 +393,7 @@ class Celeriac:
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:
         return AsyncResult(task_id, app=self, task_name=task_name)
 
-    def revoke(
-        self, task_id: str | Sequence[str], terminate: bool = False, signal: str | None = None
-    ) -> None:
+    def revoke(self, task_id: str | Sequence[str], terminate: bool = False, signal: str | None = None) -> None:
         """Broadcast a pidbox ``revoke`` to every worker (Celery's ``app.control.revoke``)."""
         revoke(self, task_id, terminate=terminate, signal=signal)
 
@@ -446,9 +442,7 @@ def resolve_route(
     return {}
 
 
-def _match(
-    router: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
-) -> Any:
+def _match(router: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
     if isinstance(router, str):
         router = load_object(router)
     if callable(router) and not isinstance(router, Mapping):

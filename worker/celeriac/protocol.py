@@ -24,11 +24,29 @@ REPR_MAX_CHARS = 1024
 
 STANDARD_HEADERS = frozenset(
     {
-        "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries",
-        "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result",
-        "replaced_task_nesting", "stamped_headers", "stamps", "compression", "redelivered",
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "argsrepr",
+        "kwargsrepr",
+        "origin",
+        "ignore_result",
+        "replaced_task_nesting",
+        "stamped_headers",
+        "stamps",
+        "compression",
+        "redelivered",
     }
-)  # fmt: skip
+)
 
 _origin_cache: tuple[int, str] = (-1, "")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -109,6 +127,7 @@ def build_task_message(
     stamped_headers: list[str] | None = None,
     stamps: Mapping[str, Any] | None = None,
     delivery_mode: int = 2,
+    extra_properties: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Message:
     """A protocol v2 task message exactly as Celery 5.7's ``apply_async`` builds it.
@@ -157,11 +176,10 @@ def build_task_message(
     }
     if headers:
         header_map.update(headers)
-    properties: dict[str, Any] = {
-        "correlation_id": task_id,
-        "reply_to": reply_to,
-        "delivery_mode": delivery_mode,
-    }
+    properties: dict[str, Any] = {"correlation_id": task_id, "reply_to": reply_to}
+    if extra_properties:  # Celery passes leftover options (e.g. a retry's origin) as properties
+        properties.update(extra_properties)
+    properties["delivery_mode"] = delivery_mode
     if expires_s is not None:
         properties["expiration"] = str(int(max(expires_s, 0.0) * 1000))
     embed = {"callbacks": callbacks, "errbacks": errbacks, "chain": chain, "chord": chord}

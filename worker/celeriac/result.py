@@ -49,7 +49,7 @@ class AsyncResult:
     @property
     def app(self) -> Celeriac:
         if self._app is None:
-            from celeriac.app import current_app
+            from celeriac.app import current_app  # lazily: app imports this module
 
             self._app = current_app()
         return self._app
@@ -255,9 +255,7 @@ def revoke_envelope(task_ids: Sequence[str], terminate: bool, signal: str | None
     return str(json_text(envelope)).encode("utf-8")
 
 
-def revoke(
-    app: Celeriac, task_id: str | Sequence[str], terminate: bool = False, signal: str | None = None
-) -> None:
+def revoke(app: Celeriac, task_id: str | Sequence[str], terminate: bool = False, signal: str | None = None) -> None:
     """Publish a pidbox ``revoke`` on the Redis broker, as ``celery control revoke`` does."""
     ids = [task_id] if isinstance(task_id, str) else list(task_id)
     url = str(app.conf.broker_url)

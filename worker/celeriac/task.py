@@ -192,7 +192,7 @@ class Signature(dict[str, Any]):
 
     @property
     def app(self) -> Celeriac:
-        from celeriac.app import current_app
+        from celeriac.app import current_app  # lazily: app imports this module
 
         return self._app if self._app is not None else current_app()
 
@@ -200,9 +200,7 @@ class Signature(dict[str, Any]):
         self["options"].update(options)
         return self
 
-    def clone(
-        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
-    ) -> Signature:
+    def clone(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
         """A copy with ``args`` prepended (unless immutable), kwargs and options merged."""
         new_args = self.args if self.immutable else [*args, *self.args]
         new_kwargs = self.kwargs if self.immutable else {**self.kwargs, **(kwargs or {})}
@@ -368,9 +366,7 @@ class Task:
             if value is not None:
                 options.setdefault(name, value)
         options.setdefault("ignore_result", bool(self.option("ignore_result", "task_ignore_result")))
-        return self.app.send_task(
-            self.name, args, kwargs, task_id=task_id, link=link, link_error=link_error, **options
-        )
+        return self.app.send_task(self.name, args, kwargs, task_id=task_id, link=link, link_error=link_error, **options)
 
     def _check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         target = self._fun if self._fun is not None else self.run
@@ -398,7 +394,7 @@ class Task:
         **options: Any,
     ) -> EagerResult:
         """Run the task here and now (Celery's ``apply``); retries re-run it eagerly."""
-        from celeriac.trace import apply_eager
+        from celeriac.trace import apply_eager  # lazily: trace imports this module
 
         return apply_eager(
             self,
@@ -418,9 +414,7 @@ class Task:
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         return Signature(self, args, kwargs, immutable=True, app=self.app)
 
-    def signature(
-        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
-    ) -> Signature:
+    def signature(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
         return Signature(self, args, kwargs, options, app=self.app)
 
     subtask = signature

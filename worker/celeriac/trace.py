@@ -9,10 +9,13 @@ app reopens its broker and backend connections per process.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import socket
 import time
 import traceback as tb_module
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +24,16 @@ from celeriac import states
 from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.protocol import TaskRequest
 from celeriac.result import EagerResult
-from celeriac.task import Context, Signature, Task, pop_request, push_request, signature
+from celeriac.task import (
+    Context,
+    Signature,
+    Task,
+    current_task,
+    pop_request,
+    push_request,
+    signature,
+    signature_list,
+)
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -177,6 +189,7 @@ def apply_outcome(
         _send_errbacks(app, request, outcome, follow)
     elif outcome.state == states.RETRY:
         _republish_retry(app, request, outcome, delivery_info)
+        children.append([[request.id, None], None])  # Celery lists the republished self as a child
         if store and not ignored:
             app.backend.store_result(request.id, outcome.retval, states.RETRY, outcome.traceback, stored, pipe)
 
@@ -188,7 +201,6 @@ def _send_callbacks(app: Celeriac, request: TaskRequest, retval: Any, follow: di
     if not callbacks:
         return []
     # Several callbacks go out as one group, like Celery's worker sends them.
-    import uuid
 
     group_id = str(uuid.uuid4())
     members = [
@@ -214,7 +226,6 @@ def _send_errbacks(app: Celeriac, request: TaskRequest, outcome: Outcome, follow
 
 def _takes_request(task: Task) -> bool:
     """Celery calls an errback inline with (request, exc, traceback) when it takes more than one arg."""
-    import inspect
 
     fun = task._fun if task._fun is not None else task.run
     try:
@@ -267,6 +278,7 @@ def _republish_retry(app: Celeriac, request: TaskRequest, outcome: Outcome, deli
         ignore_result=request.ignore_result,
         headers=_custom_headers(request),
         add_to_parent=False,
+        origin=request.origin,
         **options,
     )
 
@@ -288,8 +300,7 @@ def apply_eager(
     headers: Mapping[str, Any] | None = None,
 ) -> EagerResult:
     """Celery's ``Task.apply``: run here, follow retries eagerly, publish callbacks as usual."""
-    from celeriac.app import current_app
-    from celeriac.task import current_task, signature_list
+    from celeriac.app import current_app  # lazily: app imports this module
 
     app = task.app if getattr(task, "app", None) is not None else current_app()
     parent = current_task()
@@ -331,6 +342,5 @@ def _as_dicts(signatures: list[Signature] | None) -> list[dict[str, Any]] | None
 
 
 def _hostname() -> str:
-    import socket
 
     return socket.gethostname()
