@@ -86,6 +86,12 @@ class Broker(Protocol):
     def requeue(self, deliveries: Iterable[Delivery]) -> None:
         """Put deliveries back at the head of their queue, marked redelivered."""
 
+    def republish(self, deliveries: Iterable[Delivery]) -> None:
+        """Put back deliveries already acked (killed by a shutdown after an early ack)."""
+
+    def extend_visibility(self, deliveries: Iterable[Delivery]) -> None:
+        """Tell the broker these deliveries are still being worked on (no-op where not needed)."""
+
     def reject_to_dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to its queue's dead-letter queue with ``reason`` in its headers."""
 
@@ -115,11 +121,11 @@ def connect(url: str, transport_options: Mapping[str, Any] | None = None) -> Bro
     options = dict(transport_options or {})
     scheme = url.split("://", 1)[0].lower()
     if scheme in {"redis", "rediss"}:
-        from celeriac.brokers.redis import RedisBroker  # noqa: PLC0415 - the module imports this one
+        from celeriac.brokers.redis import RedisBroker
 
         return RedisBroker(url, options)
     if scheme in {"amqp", "pyamqp", "amqps"}:
-        from celeriac.brokers.amqp import AmqpBroker  # noqa: PLC0415 - kombu is only needed for AMQP
+        from celeriac.brokers.amqp import AmqpBroker
 
         return AmqpBroker(url, options)
     raise ValueError(f"unsupported broker URL scheme {scheme!r}; use redis://, rediss:// or amqp://")

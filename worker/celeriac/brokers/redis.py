@@ -255,6 +255,17 @@ class RedisBroker:
                 )
             pipe.execute()
 
+    def republish(self, deliveries: Iterable[Delivery]) -> None:
+        """Put back deliveries that were already acked (a task killed by shutdown after an early ack)."""
+        batch = list(deliveries)
+        if not batch:
+            return
+        with self._errors("republishing"):
+            pipe = self.client.pipeline(transaction=False)
+            for d in batch:
+                pipe.rpush(keys.queue_list(d.queue, d.priority, self.prefix), redelivered_envelope(d.envelope))
+            pipe.execute()
+
     def dead_letter_queue(self, queue: str) -> str:
         """The list a dead-lettered message of ``queue`` goes to (``<queue>.dead`` by default)."""
         return keys.dead_letter_list(queue, self.dead_letter_suffix, self.prefix)

@@ -1,0 +1,363 @@
+"""What the engine does with each message: decode, hold, start, settle.
+
+Every method runs on the engine's loop, except :meth:`Dispatcher.reserve`,
+:meth:`Dispatcher.held_count_threadsafe` (consumer thread) and :meth:`Dispatcher.mark_revoked`
+(control thread). Broker writes are collected and sent by :meth:`Dispatcher.flush` once per
+loop iteration, so acks go out in batches; a write that fails for a lost connection is kept
+and retried on the next flush (the ``unacked`` entry in Redis keeps the message safe meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from celeriac import states
+from celeriac.brokers import Broker, BrokerConnectionError, Delivery
+from celeriac.exceptions import (
+    BackendError,
+    MalformedMessage,
+    NotRegistered,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
+from celeriac.protocol import TaskRequest, decode_task_message
+from celeriac.worker.jobs import Job, JobResult
+from celeriac.worker.options import WorkerOptions
+from celeriac.worker.pool import Pool, ThreadPool
+from celeriac.worker.ratelimit import TokenBucket, parse_rate
+from celeriac.worker.state import WorkerState
+from celeriac.worker.timers import Timers
+
+log = logging.getLogger(__name__)
+
+REVOKABLE = {states.PENDING, states.RECEIVED, states.RETRY, states.REJECTED}
+
+
+@dataclass(eq=False)
+class Held:
+    """A message this worker holds: waiting (ETA, rate limit, free slot) or running."""
+
+    delivery: Delivery
+    request: TaskRequest
+    task: Any
+    acks_late: bool
+    status: str = "waiting"  # waiting | running | done
+    acked: bool = False
+    kill_reason: str | None = None
+    started_s: float = 0.0
+
+    @property
+    def delivery_info(self) -> dict[str, Any]:
+        d = self.delivery
+        return {"exchange": d.exchange, "routing_key": d.routing_key, "priority": d.priority,
+                "redelivered": d.redelivered}
+
+
+class Dispatcher:
+    def __init__(
+        self, app: Any, broker: Broker, *, state: WorkerState, pool: Pool, timers: Timers,
+        options: WorkerOptions,
+    ) -> None:
+        self.app = app
+        self.broker = broker
+        self.state = state
+        self.pool = pool
+        self.timers = timers
+        self.options = options
+        self._held: set[Held] = set()
+        self._ready: deque[Held] = deque()
+        self._running: dict[str, Held] = {}
+        self._count = 0
+        self._count_lock = threading.Lock()
+        self._acks: list[Delivery] = []
+        self._requeues: list[Delivery] = []
+        self._republish: list[Delivery] = []
+        self._dead: list[tuple[Delivery, str]] = []
+        self._buckets: dict[str, TokenBucket | None] = {}
+
+    # -- counting (prefetch window) ------------------------------------------------------------
+
+    def reserve(self, n: int) -> None:
+        """The consumer took ``n`` messages (called before it posts them)."""
+        with self._count_lock:
+            self._count += n
+
+    def _release(self) -> None:
+        with self._count_lock:
+            self._count -= 1
+
+    def held_count_threadsafe(self) -> int:
+        with self._count_lock:
+            return self._count
+
+    def held_count(self) -> int:
+        return self.held_count_threadsafe()
+
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def waiting_count(self) -> int:
+        return len(self._held) - len(self._running)
+
+    # -- arrival -------------------------------------------------------------------------------
+
+    def accept(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            held = self._decode(delivery)
+            if held is None:
+                continue
+            self._held.add(held)
+            self.state.on_received(self._info(held))
+            if self.state.is_revoked(held.request.id):
+                self._finish_revoked(held, "revoked")
+                continue
+            delay_s = _seconds_until(held.request.eta)
+            if delay_s > 0:
+                self.timers.add(delay_s, ("eta", held))
+            else:
+                self._ready.append(held)
+
+    def _decode(self, delivery: Delivery) -> Held | None:
+        if delivery.envelope_error is not None:
+            self._dead_letter(delivery, delivery.envelope_error)
+            return None
+        try:
+            request = decode_task_message(delivery.message, self.app.conf.accept)
+        except MalformedMessage as exc:
+            self._dead_letter(delivery, exc.reason)
+            return None
+        task = self.app.tasks.get(request.task)
+        if task is None:
+            self._dead_letter(delivery, f"unknown task {request.task!r}")
+            self._store(request, NotRegistered(request.task), states.FAILURE, force=True)
+            return None
+        acks_late = self.options.acks_late
+        if acks_late is None:
+            acks_late = bool(task.option("acks_late", "task_acks_late"))
+        return Held(delivery, request, task, acks_late)
+
+    def _info(self, held: Held) -> dict[str, Any]:
+        r = held.request
+        return {
+            "id": r.id, "name": r.task, "args": list(r.args), "kwargs": r.kwargs,
+            "delivery_info": held.delivery_info, "acknowledged": False, "root_id": r.root_id,
+            "parent_id": r.parent_id, "retries": r.retries,
+            "eta": r.eta.isoformat() if r.eta else None,
+            "expires": r.expires.isoformat() if r.expires else None,
+            "argsrepr": r.argsrepr, "kwargsrepr": r.kwargsrepr,
+        }
+
+    # -- starting --------------------------------------------------------------------------------
+
+    def run_ready(self) -> None:
+        while self._ready and self.pool.free_slots() > 0:
+            held = self._ready.popleft()
+            if held.status != "waiting":
+                continue
+            request = held.request
+            if self.state.is_revoked(request.id):
+                self._finish_revoked(held, "revoked")
+            elif request.expires is not None and _seconds_until(request.expires) <= 0:
+                self._finish_revoked(held, "expired")
+            else:
+                wait_s = self._rate_wait(held)
+                if wait_s > 0:
+                    self.timers.add(wait_s, ("rate", held))
+                else:
+                    self._start(held)
+
+    def _rate_wait(self, held: Held) -> float:
+        name = held.request.task
+        if name not in self._buckets:
+            rate = parse_rate(held.task.option("rate_limit", "task_default_rate_limit"))
+            self._buckets[name] = TokenBucket(rate) if rate else None
+        bucket = self._buckets[name]
+        return bucket.take() if bucket is not None else 0.0
+
+    def _start(self, held: Held) -> None:
+        request, task = held.request, held.task
+        hard = request.time_limit or task.option("time_limit", "task_time_limit")
+        soft = request.soft_time_limit or task.option("soft_time_limit", "task_soft_time_limit")
+        job = Job(request, held.delivery_info, self.options.hostname, soft, hard)
+        pid = self.pool.submit(job)
+        held.status = "running"
+        held.started_s = time.monotonic()
+        self._running[request.id] = held
+        self.state.on_started(request.id, pid)
+        if not held.acks_late:
+            self._ack(held)
+        if hard:
+            self.timers.add(float(hard), ("hard", held))
+        if soft and isinstance(self.pool, ThreadPool):
+            self.timers.add(float(soft), ("soft", held))
+
+    def on_timer(self, payload: Any) -> None:
+        kind, held = payload
+        if kind == "eta" and held.status == "waiting":
+            self._ready.append(held)
+        elif kind == "rate" and held.status == "waiting":
+            self._ready.appendleft(held)
+        elif kind == "hard" and held.status == "running":
+            held.kill_reason = "time-limit"
+            if self.pool.kill(held.request.id, signal.SIGKILL):
+                log.error("task %s[%s] passed its hard time limit; killing its process",
+                          held.request.task, held.request.id)
+        elif kind == "soft" and held.status == "running":
+            self.pool.soft_limit(held.request.id)
+
+    def terminate(self, task_ids: list[str], signal_name: str) -> None:
+        signum = getattr(signal, signal_name if signal_name.startswith("SIG") else f"SIG{signal_name}",
+                         signal.SIGTERM)
+        for task_id in task_ids:
+            held = self._running.get(task_id)
+            if held is not None and self.pool.kill(task_id, signum):
+                held.kill_reason = "terminated"
+
+    # -- settling ------------------------------------------------------------------------------
+
+    def on_done(self, job: Job, result: JobResult) -> None:
+        held = self._running.pop(job.task_id, None)
+        if held is None:
+            return
+        if result.state == states.RETRY:
+            self.state.on_retried(result.task_id, result.task_name, exception_repr=result.exception_repr,
+                                  traceback=result.traceback)
+        self.state.on_finished(result.task_id, result.task_name, result.state, result.runtime_s,
+                               result_repr=result.result_repr, exception_repr=result.exception_repr,
+                               traceback=result.traceback)
+        if result.requeue and not held.acked:
+            self._settle(held, self._requeues)
+        else:
+            self._settle(held, self._acks)
+
+    def on_lost(self, job: Job, exitcode: int | None, shutting_down: bool) -> None:
+        held = self._running.pop(job.task_id, None)
+        if held is None:
+            return
+        request, runtime_s = held.request, time.monotonic() - held.started_s
+        if held.kill_reason == "time-limit":
+            limit = job.hard_time_limit_s
+            self._store(request, TimeLimitExceeded(limit), states.FAILURE)
+            self.state.on_finished(request.id, request.task, states.FAILURE, runtime_s,
+                                   exception_repr=f"TimeLimitExceeded({limit})")
+        elif held.kill_reason == "terminated":
+            self._store(request, TaskRevokedError("terminated"), states.REVOKED, force=True)
+            self.state.on_finished(request.id, request.task, states.REVOKED, runtime_s)
+        elif shutting_down:
+            log.warning("requeueing %s[%s], killed by shutdown", request.task, request.id)
+            self._settle(held, self._republish if held.acked else self._requeues)
+            return
+        elif held.acks_late and held.task.option("reject_on_worker_lost", "task_reject_on_worker_lost"):
+            self._settle(held, self._requeues)
+            return
+        else:
+            error = WorkerLostError(f"Worker exited prematurely: exitcode {exitcode}.")
+            self._store(request, error, states.FAILURE)
+            self.state.on_finished(request.id, request.task, states.FAILURE, runtime_s,
+                                   exception_repr=repr(error))
+        self._settle(held, self._acks)
+
+    def _finish_revoked(self, held: Held, reason: str) -> None:
+        log.info("task %s[%s] %s; not running it", held.request.task, held.request.id, reason)
+        self._store(held.request, TaskRevokedError(reason), states.REVOKED, force=True)
+        self.state.on_finished(held.request.id, held.request.task, states.REVOKED, 0.0)
+        self._settle(held, self._acks)
+
+    def _ack(self, held: Held) -> None:
+        held.acked = True
+        self._acks.append(held.delivery)
+
+    def _settle(self, held: Held, into: list[Delivery]) -> None:
+        """Forget ``held``; its delivery goes to acks, requeues or republishes (unless acked already)."""
+        if held.status == "done":
+            return
+        if not (held.acked and into is self._acks):
+            into.append(held.delivery)
+        held.acked = held.acked or into is self._acks
+        held.status = "done"
+        self._held.discard(held)
+        self._release()
+
+    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        log.error("dead-lettering message %s from queue %r: %s", delivery.delivery_tag, delivery.queue, reason)
+        self._dead.append((delivery, reason))
+        self._release()
+
+    def requeue_waiting(self) -> None:
+        """Shutdown: every held message that is not running goes back to its queue now."""
+        for held in [h for h in self._held if h.status == "waiting"]:
+            self._settle(held, self._requeues)
+        self._ready.clear()
+
+    def requeue_deliveries(self, deliveries: list[Delivery]) -> None:
+        self._requeues.extend(deliveries)
+        for _ in deliveries:
+            self._release()
+
+    def extend_visibility(self) -> None:
+        extend = getattr(self.broker, "extend_visibility", None)
+        unacked = [h.delivery for h in self._held if not h.acked]
+        if extend is not None and unacked:
+            try:
+                extend(unacked)
+            except BrokerConnectionError as exc:
+                log.warning("could not refresh visibility of %d held message(s): %s", len(unacked), exc)
+
+    def flush(self, final: bool = False) -> None:
+        """Send collected acks, requeues, republishes and dead letters; keep failures for later."""
+        try:
+            if self._acks:
+                self.broker.ack(self._acks)
+                self._acks = []
+            if self._requeues:
+                self.broker.requeue(self._requeues)
+                self._requeues = []
+            if self._republish:
+                self.broker.republish(self._republish)
+                self._republish = []
+            while self._dead:
+                delivery, reason = self._dead[0]
+                self.broker.reject_to_dead_letter(delivery, reason)
+                self._dead.pop(0)
+        except BrokerConnectionError as exc:
+            (log.error if final else log.warning)("broker writes postponed: %s", exc)
+
+    # -- results written by the worker itself ---------------------------------------------------
+
+    def _store(self, request: TaskRequest, exc: BaseException, state: str, force: bool = False) -> None:
+        task = self.app.tasks.get(request.task)
+        ignore = request.ignore_result
+        if ignore is None and task is not None:
+            ignore = task.option("ignore_result", "task_ignore_result")
+        if ignore and not force:
+            return
+        try:
+            self.app.backend.store_result(request.id, exc, state, None, request)
+        except BackendError as exc_:
+            log.error("could not store %s for %s: %s", state, request.id, exc_)
+
+    def mark_revoked(self, task_ids: list[str]) -> None:
+        """Control thread: store REVOKED now for ids not yet started (Celery 5.7 does the same)."""
+        backend = self.app.backend
+        for task_id in task_ids:
+            try:
+                if backend.get_meta(task_id).get("status") in REVOKABLE:
+                    backend.store_result(task_id, TaskRevokedError("revoked"), states.REVOKED)
+            except BackendError as exc:
+                log.warning("could not mark %s revoked: %s", task_id, exc)
+
+
+def _seconds_until(when: datetime | None) -> float:
+    if when is None:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (when - datetime.now(timezone.utc)).total_seconds()

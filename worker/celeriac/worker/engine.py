@@ -1,0 +1,285 @@
+"""The worker engine: one loop on the main thread that owns every held message.
+
+Threads around it only post events into one :class:`queue.SimpleQueue` (reentrant, so
+signal handlers may post too): the consumer posts fetched batches, pools post finished
+or lost jobs, remote control posts terminate requests. The loop handles them, fires due
+timers (ETAs, rate-limit waits, time limits, visibility refresh and sweep), hands ready
+tasks to free pool slots and flushes acks in one batch per iteration.
+
+Message life: fetched -> decoded (malformed: dead-lettered) -> held (ETA/rate limit in
+the timer heap, else ready) -> running (early ack here) -> finished (late ack here).
+Warm shutdown requeues whatever is held but not running at once, waits up to
+``shutdown_timeout_s`` for running tasks, then kills the rest and requeues them too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+from types import FrameType
+from typing import Any
+
+from celeriac.brokers import BrokerConnectionError, connect
+from celeriac.worker.consumer import Consumer, Fetched, QueuesIdle
+from celeriac.worker.dispatch import Dispatcher
+from celeriac.worker.options import WorkerOptions
+from celeriac.worker.pool import JobDone, JobLost, Pool, ThreadPool
+from celeriac.worker.prefork import PreforkPool
+from celeriac.worker.services import Services
+from celeriac.worker.state import WorkerState
+from celeriac.worker.timers import Timers
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_MAX_S = 10.0
+
+
+class _Terminate:
+    def __init__(self, task_ids: list[str], signal_name: str) -> None:
+        self.task_ids = task_ids
+        self.signal_name = signal_name
+
+
+class _Shutdown:
+    def __init__(self, cold: bool) -> None:
+        self.cold = cold
+
+
+class Worker:
+    """Consumes ``options.queues`` and runs tasks of ``app``; ``run()`` blocks until shutdown."""
+
+    def __init__(self, app: Any, options: WorkerOptions | None = None) -> None:
+        self.app = app
+        self.options = options or WorkerOptions()
+        conf = app.conf
+        self.queues = list(self.options.queues) or [str(conf.task_default_queue)]
+        self.hostname = self.options.hostname
+        self.state = WorkerState(self.hostname, self.queues, self.options.concurrency, self.options.pod_name)
+        transport_options = dict(conf.broker_transport_options or {})
+        transport_options.setdefault("dead_letter_suffix", self.options.dead_letter_suffix)
+        self.broker = connect(conf.broker_url, transport_options)
+        multiplier = self.options.prefetch_multiplier
+        if multiplier is None:
+            multiplier = int(conf.worker_prefetch_multiplier)
+        self.prefetch_limit = max(1, multiplier) * self.options.concurrency
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.timers = Timers()
+        self.pool = self._make_pool()
+        self.dispatch = Dispatcher(app, self.broker, state=self.state, pool=self.pool, timers=self.timers,
+                                   options=self.options)
+        self.consumer = Consumer(
+            self.broker, self.queues, room=self._room, post=self._post_batch,
+            on_ready=self.state.set_consumer_ready, fetch_timeout_s=self.options.fetch_timeout_s,
+        )
+        self._warm = False
+        self._cold = False
+        self._idle_seen = False
+        self.services: Services | None = None
+
+    def _make_pool(self) -> Pool:
+        if self.options.pool == "prefork":
+            return PreforkPool(self.app, self.options.concurrency, self._events.put,
+                               self.options.max_tasks_per_child)
+        return ThreadPool(self.app, self.options.concurrency, self._events.put)
+
+    # -- entry points --------------------------------------------------------------------------
+
+    def request_shutdown(self, cold: bool = False) -> None:
+        """Ask ``run()`` to stop: warm (finish running tasks first) or cold. Safe from signal handlers."""
+        self._events.put(_Shutdown(cold))
+
+    def terminate(self, task_ids: list[str], signal_name: str = "SIGTERM") -> None:
+        """Kill the executions of running ``task_ids`` (``revoke --terminate``); thread-safe."""
+        self._events.put(_Terminate(list(task_ids), signal_name))
+
+    def run(self) -> int:
+        """Run until shut down; returns the process exit code (0 after a clean shutdown)."""
+        self._install_signals()
+        self.pool.start()
+        self.services = self._make_services()
+        self.services.start()
+        self._sweep()
+        self.consumer.start()
+        self._schedule_maintenance()
+        log.info("worker %s ready: queues %s, pool %s x%d, prefetch %d", self.hostname,
+                 ",".join(self.queues), self.options.pool, self.options.concurrency, self.prefetch_limit)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _make_services(self) -> Services:
+        client = getattr(self.broker, "client", None) or self.app.backend.client
+        pool_kwargs = client.connection_pool.connection_kwargs
+        return Services(
+            self.state, self.options, client,
+            db=int(pool_kwargs.get("db", 0) or 0),
+            prefix=str(getattr(self.broker, "prefix", "")),
+            terminate=self.terminate,
+            mark_revoked=self.dispatch.mark_revoked,
+            task_names=lambda: sorted(self.app.tasks),
+        )
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            event = self._next_event()
+            self.state.tick()
+            while event is not None:
+                self._handle(event)
+                event = self._poll_event()
+            self.timers.fire_due(self._on_timer)
+            if not self._warm:
+                self.dispatch.run_ready()
+            self.dispatch.flush()
+            self.state.set_prefetched(self.dispatch.waiting_count())
+            self.consumer.room_changed()
+            if self._finished():
+                return
+
+    def _next_event(self) -> Any:
+        timeout_s = min(1.0, max(0.0, self.timers.seconds_to_next()))
+        try:
+            return self._events.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def _poll_event(self) -> Any:
+        try:
+            return self._events.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _handle(self, event: Any) -> None:
+        if isinstance(event, Fetched):
+            self._idle_seen = False
+            if self._warm:
+                self.dispatch.requeue_deliveries(event.deliveries)
+            else:
+                self.dispatch.accept(event.deliveries)
+        elif isinstance(event, JobDone):
+            self.dispatch.on_done(event.job, event.result)
+        elif isinstance(event, JobLost):
+            self.dispatch.on_lost(event.job, event.exitcode, shutting_down=self._warm)
+        elif isinstance(event, _Terminate):
+            self.dispatch.terminate(event.task_ids, event.signal_name)
+        elif isinstance(event, _Shutdown):
+            self._begin_shutdown(event.cold)
+        elif isinstance(event, QueuesIdle):
+            self._idle_seen = True
+
+    def _finished(self) -> bool:
+        if self._cold or (self._warm and self.dispatch.running_count() == 0):
+            return True
+        if self.options.burst and self._idle_seen and self.dispatch.held_count() == 0:
+            log.info("burst mode: queues are empty and nothing is held; exiting")
+            return True
+        return False
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def _schedule_maintenance(self) -> None:
+        vt = float(getattr(self.broker, "visibility_timeout_s", 0) or 0)
+        if vt > 0:
+            refresh = self.options.visibility_refresh_s or vt / 3
+            self.timers.add(refresh, ("refresh", refresh))
+            sweep = min(SWEEP_INTERVAL_MAX_S, vt)
+            self.timers.add(sweep, ("sweep", sweep))
+
+    def _on_timer(self, payload: Any) -> None:
+        kind = payload[0]
+        if kind == "refresh":
+            self.dispatch.extend_visibility()
+            self.timers.add(payload[1], payload)
+        elif kind == "sweep":
+            self._sweep()
+            self.timers.add(payload[1], payload)
+        elif kind == "deadline":
+            self._cold = True
+            log.warning("shutdown timeout reached; killing %d running task(s) and requeueing them",
+                        self.dispatch.running_count())
+        else:
+            self.dispatch.on_timer(payload)
+
+    def _sweep(self) -> None:
+        try:
+            restored = self.broker.restore_visibility_timeouts()
+        except BrokerConnectionError as exc:
+            log.warning("visibility sweep skipped: %s", exc)
+            return
+        if restored:
+            log.info("restored %d message(s) whose consumer vanished", restored)
+
+    # -- consumer plumbing -----------------------------------------------------------------------
+
+    def _room(self) -> int:
+        if self._warm:
+            return 0
+        return self.prefetch_limit - self.dispatch.held_count_threadsafe()
+
+    def _post_batch(self, event: Any) -> None:
+        if isinstance(event, Fetched):
+            self.dispatch.reserve(len(event.deliveries))
+        self._events.put(event)
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        def warm_or_cold(signum: int, frame: FrameType | None) -> None:
+            self._events.put(_Shutdown(cold=self._warm))
+
+        def cold(signum: int, frame: FrameType | None) -> None:
+            self._events.put(_Shutdown(cold=True))
+
+        try:
+            signal.signal(signal.SIGTERM, warm_or_cold)
+            signal.signal(signal.SIGINT, warm_or_cold)
+            signal.signal(signal.SIGQUIT, cold)
+        except ValueError:  # not the main thread (embedded in tests): request_shutdown() still works
+            log.debug("signal handlers not installed: run() is not on the main thread")
+
+    def _begin_shutdown(self, cold: bool) -> None:
+        if not self._warm:
+            log.info("warm shutdown: no new tasks; waiting up to %.0fs for %d running task(s)",
+                     self.options.shutdown_timeout_s, self.dispatch.running_count())
+            self._warm = True
+            self.state.set_consumer_ready(False)
+            self.consumer.stop_nowait()
+            self.dispatch.requeue_waiting()
+            self.timers.add(self.options.shutdown_timeout_s, ("deadline",))
+        if cold:
+            log.warning("cold shutdown: killing running tasks and requeueing them")
+            self._cold = True
+
+    def _shutdown(self) -> None:
+        self._warm = True
+        self.consumer.stop()
+        while True:  # batches the consumer posted after we stopped it go back, too
+            event = self._poll_event()
+            if event is None:
+                break
+            self._handle(event)
+        self.dispatch.requeue_waiting()
+        self.pool.stop(kill=self.dispatch.running_count() > 0)
+        while True:  # jobs the pool reports lost while stopping are requeued
+            event = self._poll_event()
+            if event is None:
+                break
+            self._handle(event)
+        self.dispatch.flush(final=True)
+        if self.services is not None:
+            self.services.stop()
+        self.broker.close()
+        log.info("worker %s stopped (pid %d)", self.hostname, os.getpid())
+
+
+def worker_main(app: Any, options: WorkerOptions) -> int:
+    """Build and run a worker; the CLI's entry point."""
+    return Worker(app, options).run()
+
+
+__all__ = ["Worker", "worker_main"]
