@@ -296,7 +296,7 @@ def decode_task_message(message: Message, accept: set[str] | frozenset[str]) -> 
         args, kwargs = fields.get("args", ()), fields.get("kwargs", {})
         embed = {key: fields.get(key) for key in ("callbacks", "errbacks", "chain", "chord")}
         protocol = 1
-    embed = embed or {}
+    embed = {} if embed is None else embed
     if not isinstance(embed, dict):
         raise MalformedMessage(f"embed must be a mapping, got {type(embed).__name__}")
     if not isinstance(args, (list, tuple)):
