@@ -1,0 +1,7 @@
+"""``python -m celeriac`` runs the ``celeriac`` command line."""
+
+import sys
+
+from celeriac.cli import main
+
+sys.exit(main())
