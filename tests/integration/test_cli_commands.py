@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from servers import RedisServer, stop_process
 
 from celeriac import keys
 from celeriac.brokers import connect
 from celeriac.message import Message
+from servers import RedisServer, stop_process
 
 pytestmark = pytest.mark.integration
 
