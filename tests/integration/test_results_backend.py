@@ -1,0 +1,162 @@
+"""The Redis result backend: Celery's documents and keys, the SUCCESS guard, expiry, pub/sub wake-up."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from celeriac import AsyncResult, Celeriac, states
+from celeriac.backend import RedisBackend
+from celeriac.exceptions import TimeoutError
+from golden.cases import NORMALISED
+from servers import RedisServer, wait_until
+
+pytestmark = pytest.mark.integration
+
+GOLDEN = json.loads((Path(__file__).resolve().parent.parent / "golden" / "celery-5.7-messages.json").read_text())
+
+
+def normalised(raw: bytes) -> dict[str, Any]:
+    meta = json.loads(raw)
+    meta["date_done"] = NORMALISED if meta["date_done"] is not None else None
+    meta["traceback"] = NORMALISED if meta["traceback"] is not None else None
+    return meta
+
+
+def test_success_and_failure_documents_match_celerys_byte_layout(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url)
+    client = redis_server.client()
+    success, failure = GOLDEN["worker"]["result_success"], GOLDEN["worker"]["result_failure"]
+    backend.store_result(success["task_id"], 5, states.SUCCESS)
+    backend.store_result(failure["task_id"], ValueError("boom", 42), states.FAILURE, traceback="Traceback...")
+    for golden in (success, failure):
+        assert json.dumps(normalised(client.get(f"celery-task-meta-{golden['task_id']}"))) == json.dumps(golden)
+
+
+def test_a_stored_success_is_never_overwritten(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url)
+    backend.store_result("t1", 1, states.SUCCESS)
+    backend.store_result("t1", ValueError("late duplicate"), states.FAILURE)
+    backend.store_result("t1", None, states.STARTED)
+    assert (backend.get_meta("t1")["status"], backend.get_meta("t1")["result"]) == (states.SUCCESS, 1)
+
+
+def test_results_expire_after_result_expires_and_can_be_kept_forever(redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    RedisBackend(redis_server.url, expires_s=100).store_result("short", 1, states.SUCCESS)
+    RedisBackend(redis_server.url, expires_s=None).store_result("forever", 1, states.SUCCESS)
+    assert client.ttl("celery-task-meta-short") == 100
+    assert client.ttl("celery-task-meta-forever") == -1
+
+
+def test_every_write_is_published_on_the_key_channel(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url)
+    pubsub = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("celery-task-meta-pub")
+    backend.store_result("pub", {"a": 1}, states.SUCCESS)
+    message = None
+    for _ in range(50):
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            break
+    assert message is not None
+    assert json.loads(message["data"])["result"] == {"a": 1}
+    pubsub.close()
+
+
+def test_get_is_woken_by_pubsub_when_the_result_arrives_later(redis_server: RedisServer) -> None:
+    app = Celeriac("wake", backend=redis_server.url, set_as_current=False)
+    client = redis_server.client()
+    outcome: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: outcome.update(value=AsyncResult("late", app=app).get(timeout=30)))
+    waiter.start()
+    wait_until(lambda: client.pubsub_numsub("celery-task-meta-late")[0][1] == 1, 10, "the waiter to subscribe")
+    app.backend.store_result("late", "here", states.SUCCESS)
+    waiter.join(timeout=30)
+    assert outcome == {"value": "here"}
+    app.close()
+
+
+def test_get_returns_at_once_for_a_result_stored_before_it_subscribed(redis_server: RedisServer) -> None:
+    app = Celeriac("early", backend=redis_server.url, set_as_current=False)
+    app.backend.store_result("early", [1, 2], states.SUCCESS)
+    assert app.AsyncResult("early").get(timeout=1) == [1, 2]
+    app.close()
+
+
+def test_get_times_out_on_a_pending_task(redis_server: RedisServer) -> None:
+    app = Celeriac("pending", backend=redis_server.url, set_as_current=False)
+    result = app.AsyncResult("never")
+    with pytest.raises(TimeoutError, match="not ready after 0.2s"):
+        result.get(timeout=0.2)
+    assert (result.state, result.ready(), result.result) == (states.PENDING, False, None)
+    app.close()
+
+
+def test_forget_deletes_the_result(redis_server: RedisServer) -> None:
+    app = Celeriac("forget", backend=redis_server.url, set_as_current=False)
+    app.backend.store_result("gone", 1, states.SUCCESS)
+    result = app.AsyncResult("gone")
+    assert result.get(timeout=1) == 1
+    result.forget()
+    assert (result.state, redis_server.client().exists("celery-task-meta-gone")) == (states.PENDING, 0)
+    app.close()
+
+
+def test_global_keyprefix_is_applied_with_celerys_underscore_rule(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, transport_options={"global_keyprefix": "rp"})
+    backend.store_result("p1", 1, states.SUCCESS)
+    assert redis_server.client().exists("rp_celery-task-meta-p1") == 1
+    assert backend.get_meta("p1")["result"] == 1
+
+
+def test_store_many_writes_every_result_in_one_pipeline(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url)
+    backend.store_many([(f"m{n}", n, states.SUCCESS, None, None) for n in range(3)])
+    assert [backend.get_meta(f"m{n}")["result"] for n in range(3)] == [0, 1, 2]
+
+
+def test_custom_states_are_stored_and_read_with_their_meta(redis_server: RedisServer) -> None:
+    app = Celeriac("custom", backend=redis_server.url, set_as_current=False)
+
+    @app.task(bind=True)
+    def progress(self: Any) -> None:
+        self.update_state(task_id="c1", state="PROGRESS", meta={"done": 3})
+
+    progress()
+    result = app.AsyncResult("c1")
+    assert (result.state, result.info, result.ready()) == ("PROGRESS", {"done": 3}, False)
+    app.close()
+
+
+def test_revoke_broadcasts_the_same_pidbox_message_as_celery(redis_server: RedisServer) -> None:
+    app = Celeriac("rev", broker=redis_server.url, backend=redis_server.url, set_as_current=False)
+    pubsub = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("/0.celery.pidbox")
+    app.AsyncResult("abc-2").revoke(terminate=True, signal="SIGKILL")
+    message = None
+    for _ in range(50):
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            break
+    assert message is not None
+    envelope = json.loads(message["data"])
+    body = json.loads(base64.b64decode(envelope.pop("body")))
+    assert body == {
+        "method": "revoke",
+        "arguments": {"task_id": "abc-2", "terminate": True, "signal": "SIGKILL"},
+        "destination": None,
+        "pattern": None,
+        "matcher": None,
+    }
+    assert list(envelope) == ["content-encoding", "content-type", "headers", "properties"]
+    assert envelope["headers"]["expires"] == 0
+    assert list(envelope["properties"]) == ["delivery_mode", "delivery_info", "priority", "body_encoding", "delivery_tag"]
+    assert envelope["properties"]["delivery_info"] == {"exchange": "celery.pidbox", "routing_key": ""}
+    pubsub.close()
+    app.close()
