@@ -92,7 +92,7 @@ def test_get_returns_at_once_for_a_result_stored_before_it_subscribed(redis_serv
 def test_get_times_out_on_a_pending_task(redis_server: RedisServer) -> None:
     app = Celeriac("pending", backend=redis_server.url, set_as_current=False)
     result = app.AsyncResult("never")
-    with pytest.raises(TimeoutError, match="not ready after 0.2s"):
+    with pytest.raises(TimeoutError, match=r"not ready after 0\.2s"):
         result.get(timeout=0.2)
     assert (result.state, result.ready(), result.result) == (states.PENDING, False, None)
     app.close()
@@ -156,7 +156,9 @@ def test_revoke_broadcasts_the_same_pidbox_message_as_celery(redis_server: Redis
     }
     assert list(envelope) == ["content-encoding", "content-type", "headers", "properties"]
     assert envelope["headers"]["expires"] == 0
-    assert list(envelope["properties"]) == ["delivery_mode", "delivery_info", "priority", "body_encoding", "delivery_tag"]
+    assert list(envelope["properties"]) == [
+        "delivery_mode", "delivery_info", "priority", "body_encoding", "delivery_tag",
+    ]  # fmt: skip
     assert envelope["properties"]["delivery_info"] == {"exchange": "celery.pidbox", "routing_key": ""}
     pubsub.close()
     app.close()

@@ -70,7 +70,9 @@ def stored(client: Any, task_id: str) -> dict[str, Any]:
     return meta
 
 
-def test_retry_republishes_and_stores_exactly_what_celerys_worker_does(app: Celeriac, redis_server: RedisServer) -> None:
+def test_retry_republishes_and_stores_exactly_what_celerys_worker_does(
+    app: Celeriac, redis_server: RedisServer
+) -> None:
     client = redis_server.client()
     task_id = GOLDEN["worker"]["result_retry"]["task_id"]
     execute(app, task_id, "golden.retry_once", (7,))
