@@ -1,7 +1,8 @@
 """The prefork pool: N forked child processes, one job at a time each.
 
 Parent and child talk over a socket pair (``multiprocessing.connection``): the parent
-sends a pickled :class:`~.jobs.Job`, the child sends back a :class:`~.jobs.JobResult`.
+sends a pickled :class:`~.jobs.Job`, the child sends back ``(JobResult, retiring)``;
+``retiring`` tells the parent not to send it another job (``max_tasks_per_child``).
 A child that exits (killed by a hard time limit or ``revoke --terminate``, crashed, or
 retiring after ``max_tasks_per_child``) closes its end; the reader thread sees EOF, reaps
 it, reports the job it held as :class:`~.pool.JobLost` and forks a replacement.
@@ -33,6 +34,8 @@ class _Child:
     pid: int
     conn: Connection
     job: Job | None = None
+    retiring: bool = False
+    """The child said it exits after its last result (``max_tasks_per_child``): give it no job."""
 
 
 class PreforkPool:
@@ -79,11 +82,11 @@ class PreforkPool:
 
     def free_slots(self) -> int:
         with self._lock:
-            return sum(1 for child in self._children if child.job is None)
+            return sum(1 for child in self._children if child.job is None and not child.retiring)
 
     def submit(self, job: Job) -> int:
         with self._lock:
-            child = next(c for c in self._children if c.job is None)
+            child = next(c for c in self._children if c.job is None and not c.retiring)
             child.job = job
         child.conn.send(job)
         return child.pid
@@ -135,12 +138,13 @@ class PreforkPool:
 
     def _on_readable(self, child: _Child) -> None:
         try:
-            result = child.conn.recv()
+            result, retiring = child.conn.recv()
         except (EOFError, OSError):
             self._on_exit(child)
             return
         with self._lock:
             job, child.job = child.job, None
+            child.retiring = retiring
         if job is not None:
             self.post(JobDone(job, result))
 
@@ -186,7 +190,8 @@ def _child_main(app: Any, conn: Connection, max_tasks: int | None) -> None:  # p
             result = execute_job(app, job)
         finally:
             disarm_soft_limit()
-        conn.send(result)
         done += 1
-        if max_tasks and done >= max_tasks:
+        retiring = bool(max_tasks and done >= max_tasks)
+        conn.send((result, retiring))
+        if retiring:
             return
