@@ -69,7 +69,7 @@ class Context:
     @classmethod
     def from_request(cls, request: Any, delivery_info: Mapping[str, Any], hostname: str | None) -> Context:
         """A context for executing a decoded :class:`~celeriac.protocol.TaskRequest`."""
-        return cls(
+        known = dict(
             id=request.id,
             task=request.task,
             args=request.args,
@@ -84,7 +84,7 @@ class Context:
             timelimit=request.timelimit,
             delivery_info=dict(delivery_info),
             hostname=hostname,
-            headers={**request.headers, **request.custom_headers},
+            headers=dict(request.headers),
             reply_to=request.reply_to,
             correlation_id=request.correlation_id,
             origin=request.origin,
@@ -96,8 +96,9 @@ class Context:
             stamps=request.stamps,
             stamped_headers=request.stamped_headers,
             called_directly=False,
-            **request.custom_headers,
         )
+        # Custom headers are also attributes (Celery does this); they never shadow a known field.
+        return cls(**{**request.custom_headers, **known})
 
 
 _local = threading.local()
