@@ -72,7 +72,7 @@ class Dispatcher:
         self.pool = pool
         self.timers = timers
         self.options = options
-        self._held: set[Held] = set()
+        self._held: dict[Held, None] = {}  # insertion-ordered: arrival order
         self._ready: deque[Held] = deque()
         self._running: dict[str, Held] = {}
         self._count = 0
@@ -114,7 +114,7 @@ class Dispatcher:
             held = self._decode(delivery)
             if held is None:
                 continue
-            self._held.add(held)
+            self._held[held] = None
             self.state.on_received(self._info(held))
             if self.state.is_revoked(held.request.id):
                 self._finish_revoked(held, "revoked")
@@ -283,7 +283,7 @@ class Dispatcher:
             into.append(held.delivery)
         held.acked = held.acked or into is self._acks
         held.status = "done"
-        self._held.discard(held)
+        self._held.pop(held, None)
         self._release()
 
     def _dead_letter(self, delivery: Delivery, reason: str) -> None:
@@ -292,8 +292,11 @@ class Dispatcher:
         self._release()
 
     def requeue_waiting(self) -> None:
-        """Shutdown: every held message that is not running goes back to its queue now."""
-        for held in [h for h in self._held if h.status == "waiting"]:
+        """Shutdown: every held message that is not running goes back to its queue now.
+
+        RPUSH puts each at the head, so pushing newest first keeps the original order.
+        """
+        for held in reversed([h for h in self._held if h.status == "waiting"]):
             self._settle(held, self._requeues)
         self._ready.clear()
 

@@ -20,8 +20,8 @@ def parse_rate(value: str | float | None) -> float | None:
     if isinstance(value, (int, float)):
         return float(value) or None
     text = str(value).strip()
-    amount, _, unit = text.partition("/")
-    if unit and unit not in _PER:
+    amount, slash, unit = text.partition("/")
+    if slash and unit not in _PER:
         raise ValueError(f"bad rate limit {value!r}: the unit must be s, m or h (e.g. '10/m')")
     try:
         rate = float(amount) / _PER[unit or "s"]
