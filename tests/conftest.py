@@ -112,3 +112,16 @@ def namespace(control_plane: ControlPlane, kube_api: ApiClient, request: pytest.
             shutil.copytree(control_plane.logs, target, dirs_exist_ok=True)
             print(f"control-plane logs for {request.node.nodeid}: {target}")
         core.delete_namespace(name)
+
+
+from servers import RabbitMQServer, start_rabbitmq  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
+    """One private RabbitMQ node for the whole session (it takes seconds to start)."""
+    server = start_rabbitmq(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -146,3 +146,119 @@ def start_redis(directory: Path) -> RedisServer:
             server.stop()
             last_error = exc
     raise RuntimeError(f"could not start redis-server: {last_error}")
+
+
+@dataclass
+class RabbitMQServer:
+    """A RabbitMQ node on 127.0.0.1:``port``, isolated in ``directory``.
+
+    Everything a node would share is private: its own epmd (started here, on its own port, so
+    stopping it never touches another node's), Erlang cookie and ``HOME``, Mnesia and log
+    directories, an empty plugin list (fast start) and no system config files. Guest/guest
+    may log in because the client is on loopback.
+    """
+
+    binary: str
+    epmd: str
+    directory: Path
+    port: int = field(default_factory=free_port)
+    dist_port: int = field(default_factory=free_port)
+    epmd_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    epmd_proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def nodename(self) -> str:
+        return f"celeriac-{self.port}@localhost"
+
+    def _env(self) -> dict[str, str]:
+        home = self.directory / "home"
+        return {
+            **os.environ,
+            "HOME": str(home),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.directory / "log"),
+            "RABBITMQ_LOGS": "-",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
+            "RABBITMQ_CONF_ENV_FILE": str(self.directory / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(self.directory / "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.directory / "advanced.config"),
+        }
+
+    def _prepare(self) -> None:
+        home = self.directory / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(os.urandom(16).hex())
+            cookie.chmod(0o400)
+        (self.directory / "enabled_plugins").write_text("[].\n")
+        (self.directory / "rabbitmq-env.conf").write_text("")
+
+    def start(self) -> None:
+        self._prepare()
+        env = self._env()
+        self.epmd_proc = subprocess.Popen(
+            [self.epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+        wait_until(lambda: port_open(self.epmd_port), 20, f"epmd on port {self.epmd_port}")
+        log = (self.directory / "rabbitmq.log").open("ab")
+        self.proc = subprocess.Popen(
+            [self.binary], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.directory,
+            start_new_session=True,
+        )
+        log.close()
+        wait_until(self._accepts_amqp, 90, f"RabbitMQ AMQP on port {self.port}", interval_s=0.25)
+
+    def _accepts_amqp(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"rabbitmq-server exited; see {self.directory / 'rabbitmq.log'}")
+        if not port_open(self.port):
+            return False
+        import amqp
+
+        connection = amqp.Connection(host=f"127.0.0.1:{self.port}", connect_timeout=2)
+        try:
+            connection.connect()
+        except Exception:  # the listener is up before the broker accepts logins
+            return False
+        connection.close()
+        return True
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout_s=30)
+            self.proc = None
+        if self.epmd_proc is not None:
+            stop_process(self.epmd_proc)
+            self.epmd_proc = None
+
+
+def start_rabbitmq(directory: Path) -> RabbitMQServer:
+    """Start a private RabbitMQ node; raises :class:`MissingTool` when it is not installed."""
+    fix = "apt-get update && apt-get install -y rabbitmq-server"
+    # The Debian wrapper in /usr/sbin switches to the rabbitmq user (dropping our environment),
+    # so prefer the real script it wraps.
+    binary = require_binary("rabbitmq-server", fix, candidates=("/usr/lib/rabbitmq/bin/rabbitmq-server",))
+    epmd = require_binary("epmd", fix, candidates=("/usr/bin/epmd",))
+    last_error: Exception | None = None
+    for attempt in range(3):  # a free port can be taken between probing and binding
+        server = RabbitMQServer(binary=binary, epmd=epmd, directory=directory / f"node{attempt}")
+        server.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            server.start()
+            return server
+        except (RuntimeError, TimeoutError) as exc:
+            server.stop()
+            last_error = exc
+    raise RuntimeError(f"could not start rabbitmq-server: {last_error}")
