@@ -13,6 +13,7 @@ import pytest
 from celery import Celery
 
 from celeriac import Celeriac, TaskError, states
+from celeriac.exceptions import TaskRevokedError
 from servers import RedisServer, start_redis, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
@@ -116,3 +117,11 @@ def test_celery_reads_results_our_backend_wrote(app: Celeriac, redis_url: str) -
     progress = celery_app.AsyncResult("ours-progress")
     assert (progress.state, progress.info) == ("PROGRESS", {"done": 3, "total": 10})
     celery_app.close()
+
+
+def test_celery_worker_obeys_our_revoke_broadcast(app: Celeriac, celery_worker: Any) -> None:
+    result = app.send_task("golden.add", (1, 1), countdown=3600)
+    result.revoke()
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=30)
+    assert result.state == states.REVOKED

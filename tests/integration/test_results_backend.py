@@ -162,3 +162,24 @@ def test_revoke_broadcasts_the_same_pidbox_message_as_celery(redis_server: Redis
     assert envelope["properties"]["delivery_info"] == {"exchange": "celery.pidbox", "routing_key": ""}
     pubsub.close()
     app.close()
+
+
+def test_waits_in_one_thread_reuse_one_subscriber_connection(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url)
+    writer = RedisBackend(redis_server.url)
+    client = redis_server.client()
+    ids = ["w1", "w2", "w3"]
+    seen: list[Any] = []
+    waiter = threading.Thread(target=lambda: seen.extend(backend.wait_for(i, 30)["result"] for i in ids))
+    waiter.start()
+    connections = []
+    for task_id in ids:
+        wait_until(lambda t=task_id: client.pubsub_numsub(f"celery-task-meta-{t}")[0][1] == 1, 10, "a subscription")
+        connections.append(len(client.client_list()))
+        # A late publish on an earlier key's channel must not be taken for this key's result.
+        if task_id != "w1":
+            client.publish("celery-task-meta-w1", json.dumps({"status": "FAILURE", "result": None, "task_id": "w1"}))
+        writer.store_result(task_id, task_id, states.SUCCESS)
+    waiter.join(timeout=30)
+    assert seen == ids
+    assert connections[0] == connections[1] == connections[2]

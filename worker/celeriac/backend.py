@@ -10,7 +10,9 @@ any number of results in one round trip.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -77,6 +79,7 @@ class RedisBackend:
         self._client: Any = None
         self._pid = -1
         self._store_sha: str | None = None
+        self._local = threading.local()
         codec(serializer)  # fail early on an unknown serializer
 
     @property
@@ -85,6 +88,7 @@ class RedisBackend:
         pid = os.getpid()
         if self._client is None or self._pid != pid:
             self._client = redis.Redis.from_url(self.url, health_check_interval=25)
+            self._local = threading.local()  # never share a parent's subscriber socket
             self._pid = pid
         return self._client
 
@@ -207,34 +211,58 @@ class RedisBackend:
     def wait_for(self, task_id: str, timeout_s: float | None = None) -> dict[str, Any]:
         """Block until the task is ready and return its meta, woken by pub/sub (no polling).
 
-        Subscribes first, then GETs: a result stored before the subscription is seen by
-        the GET, one stored after it arrives as a message. Raises :class:`TimeoutError`.
+        A ready result costs one GET. Otherwise this thread's long-lived subscriber
+        subscribes to the key's channel and GETs again (a result stored in between is seen
+        by that GET, a later one arrives as a message). Raises :class:`TimeoutError`.
         """
+        meta = self.get_meta(task_id)
+        if meta["status"] in states.READY_STATES:
+            return meta
         key = self.key_for(task_id)
+        channel = key.encode("utf-8")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._pubsub()
         try:
             pubsub.subscribe(key)
-            meta = self.get_meta(task_id)
-            while meta["status"] not in states.READY_STATES:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    state = meta["status"]
-                    raise TimeoutError(f"task {task_id} not ready after {timeout_s}s (state {state})")
-                message = pubsub.get_message(timeout=1.0 if remaining is None else min(remaining, 1.0))
-                if message is not None and message.get("type") == "message":
-                    meta = self.decode(message["data"], task_id)
-        except redis.exceptions.ConnectionError as exc:
+            try:
+                meta = self.get_meta(task_id)
+                while meta["status"] not in states.READY_STATES:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        state = meta["status"]
+                        raise TimeoutError(f"task {task_id} not ready after {timeout_s}s (state {state})")
+                    message = pubsub.get_message(timeout=1.0 if remaining is None else min(remaining, 1.0))
+                    # Messages for keys this thread waited on before may still arrive: skip them.
+                    if message is not None and message.get("type") == "message" and message["channel"] == channel:
+                        meta = self.decode(message["data"], task_id)
+            finally:
+                pubsub.unsubscribe(key)
+        except (redis.exceptions.ConnectionError, BackendError) as exc:
+            self._drop_pubsub()
             raise BackendError(f"lost {self._where()} while waiting for {task_id}: {exc}") from exc
-        finally:
-            pubsub.close()
         return meta
+
+    def _pubsub(self) -> Any:
+        """This thread's subscriber connection, kept between waits (a connect costs more than a wait)."""
+        self.client  # noqa: B018 - resets per-process state after a fork
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is None:
+            pubsub = self._local.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        return pubsub
+
+    def _drop_pubsub(self) -> None:
+        pubsub = getattr(self._local, "pubsub", None)
+        self._local.pubsub = None
+        if pubsub is not None:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                pubsub.close()
 
     def forget(self, task_id: str) -> None:
         self.client.delete(self.key_for(task_id))
 
     def close(self) -> None:
         if self._client is not None and self._pid == os.getpid():
+            self._drop_pubsub()
             self._client.close()
         self._client = None
 

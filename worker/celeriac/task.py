@@ -369,12 +369,17 @@ class Task:
         options.setdefault("ignore_result", bool(self.option("ignore_result", "task_ignore_result")))
         return self.app.send_task(self.name, args, kwargs, task_id=task_id, link=link, link_error=link_error, **options)
 
+    _signature: inspect.Signature | None = None
+
     def _check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        target = self._fun if self._fun is not None else self.run
-        try:
-            sig = inspect.signature(target)
-        except (TypeError, ValueError):
-            return
+        sig = self._signature
+        if sig is None:  # computed once per task: inspect.signature costs more than building the message
+            try:
+                sig = inspect.signature(self._fun if self._fun is not None else self.run)
+            except (TypeError, ValueError):
+                self.typing = False
+                return
+            self._signature = sig
         try:
             if self.bind and self._fun is not None:
                 sig.bind(self, *args, **kwargs)
