@@ -28,7 +28,10 @@ sys.exit(Worker(app, options).run())
 class WorkerProcess:
     """``celeriac`` worker in a child process; ``stop()`` SIGTERMs it (warm) and waits."""
 
-    def __init__(self, redis_url: str, log_path: Path, env: dict[str, str] | None = None, **options: Any) -> None:
+    def __init__(
+        self, redis_url: str, log_path: Path, env: dict[str, str] | None = None, broker_url: str | None = None,
+        **options: Any,
+    ) -> None:
         options.setdefault("health_port", None)
         options.setdefault("pool", "prefork")
         options.setdefault("concurrency", 2)
@@ -36,7 +39,7 @@ class WorkerProcess:
         self.hostname = options["hostname"]
         full_env = {
             **os.environ,
-            "CELERIAC_BROKER_URL": redis_url,
+            "CELERIAC_BROKER_URL": broker_url or redis_url,
             "CELERIAC_RESULT_BACKEND": redis_url,
             "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "worker")]),
             **(env or {}),
