@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 
 from celeriac import keys
@@ -166,3 +167,24 @@ def test_our_client_pings_a_real_celery_worker_with_a_key_prefix(
     finally:
         stop_process(worker)
         log.close()
+
+
+def test_responder_resubscribes_after_a_redis_restart(redis_server: RedisServer) -> None:
+    state = WorkerState("celeriac@node4", ["celery"], 1)
+    client = redis_server.client()
+    responder = ControlResponder(client, state, poll_interval_s=0.1)
+    responder.start()
+    try:
+        assert broadcast(client, "ping", destination=["celeriac@node4"]) == [{"celeriac@node4": {"ok": "pong"}}]
+        redis_server.restart()
+        replies: list[dict[str, object]] = []
+        deadline = time.monotonic() + 30
+        while not replies and time.monotonic() < deadline:
+            try:
+                replies = broadcast(client, "ping", destination=["celeriac@node4"], timeout_s=0.3)
+            except redis.ConnectionError:  # the client's pooled socket died with the old server
+                continue
+        assert replies == [{"celeriac@node4": {"ok": "pong"}}]
+    finally:
+        responder.stop()
+        client.close()

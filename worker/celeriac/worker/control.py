@@ -225,11 +225,14 @@ class ControlResponder:
             log.warning("could not send remote control reply: %s", exc)
 
 
-def connection_for(app_or_redis: Any) -> tuple[redis.Redis[Any], int, str]:
-    """``(client, db, global_keyprefix)`` for a redis client or an app whose broker is Redis."""
+def connection_for(app_or_redis: Any) -> tuple[redis.Redis[Any], int, str, bool]:
+    """``(client, db, global_keyprefix, owned)`` for a redis client or an app whose broker is Redis.
+
+    ``owned`` is true when the client was opened here (the caller closes it).
+    """
     if isinstance(app_or_redis, redis.Redis):
         db = int(app_or_redis.connection_pool.connection_kwargs.get("db", 0) or 0)
-        return app_or_redis, db, ""
+        return app_or_redis, db, "", False
     conf = app_or_redis.conf
     url = str(conf.broker_url)
     parsed = urlparse(url)
@@ -241,7 +244,7 @@ def connection_for(app_or_redis: Any) -> tuple[redis.Redis[Any], int, str]:
     options = conf.broker_transport_options or {}
     client: redis.Redis[Any] = redis.Redis.from_url(url)
     db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
-    return client, db, str(options.get("global_keyprefix") or "")
+    return client, db, str(options.get("global_keyprefix") or ""), True
 
 
 def broadcast(
@@ -261,8 +264,19 @@ def broadcast(
     unlimited) or no reply came for ``timeout_s`` seconds. ``reply=False`` only sends.
     ``prefix`` overrides the key prefix (``global_keyprefix``) found on the app.
     """
-    client, db, found_prefix = connection_for(app_or_redis)
-    prefix = found_prefix if prefix is None else prefix
+    client, db, found_prefix, owned = connection_for(app_or_redis)
+    try:
+        return _broadcast(client, db, found_prefix if prefix is None else prefix, method, arguments,
+                          destination=destination, timeout_s=timeout_s, limit=limit, reply=reply)
+    finally:
+        if owned:
+            client.close()
+
+
+def _broadcast(
+    client: redis.Redis[Any], db: int, prefix: str, method: str, arguments: dict[str, Any] | None, *,
+    destination: list[str] | None, timeout_s: float, limit: int | None, reply: bool,
+) -> list[dict[str, Any]]:
     clock = LamportClock()
     if limit is None and destination:
         limit = len(destination)
