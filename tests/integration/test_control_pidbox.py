@@ -188,3 +188,48 @@ def test_responder_resubscribes_after_a_redis_restart(redis_server: RedisServer)
     finally:
         responder.stop()
         client.close()
+
+
+def test_celery_revoke_terminate_kills_a_running_task_on_a_celeriac_worker(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    url = redis_server.url
+    (tmp_path / "hold.py").write_text(
+        "import redis\n"
+        "from celeriac import Celeriac\n"
+        f"app = Celeriac('hold', broker={url!r}, backend={url!r})\n"
+        "@app.task(name='hold.hold')\n"
+        "def hold(key):\n"
+        f"    redis.Redis.from_url({url!r}).blpop([key], timeout=120)  # only a kill ends it early\n"
+        "    return 'released'\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERIAC_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).with_name("celeriac")), "worker", "-A", "hold", "-Q", "hq", "-P", "prefork",
+         "-c", "1", "--health-port", "off", "-n", "celeriac@rv", "-l", "info"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    peer = Celery("peer", broker=url, backend=url)
+    client = redis_server.client()
+    try:
+        result = peer.send_task("hold.hold", ["never"], queue="hq")
+        deadline = time.monotonic() + 60
+        running: list[object] = []
+        while not running:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, "the task never started"
+            replies = broadcast(client, "active", destination=["celeriac@rv"], timeout_s=0.5)
+            running = replies[0]["celeriac@rv"] if replies else []  # type: ignore[assignment]
+        peer.control.revoke(result.id, terminate=True, signal="SIGKILL")
+        while result.state != "REVOKED":
+            assert time.monotonic() < deadline, f"task state stayed {result.state}"
+            time.sleep(0.05)
+        assert repr(result.result) == "TaskRevokedError('terminated')"
+        assert broadcast(client, "ping", destination=["celeriac@rv"]) == [{"celeriac@rv": {"ok": "pong"}}]
+    finally:
+        stop_process(worker)
+        log.close()
+        client.close()
+        peer.close()
