@@ -205,3 +205,33 @@ def test_concurrent_updates_are_not_lost() -> None:
     assert state.processed_count() == 2000
     assert sample(state, "celeriac_tasks_succeeded_total", {"task": "proj.add"}) == 2000.0
     assert state.active_count() == 0
+
+
+def test_requeued_task_stops_counting_as_active_without_being_processed() -> None:
+    state = make_state()
+    state.on_received(info("a"))
+    state.on_started("a", 1)
+    state.on_received(info("b"))
+    state.on_requeued("a")
+    state.on_requeued("b")
+    assert state.active_requests() == []
+    assert state.reserved_requests() == []
+    assert state.processed_count() == 0
+    assert sample(state, "celeriac_tasks_active") == 0.0
+    state.on_finished("a", "proj.add", "SUCCESS", 0.1)
+    assert state.processed_count() == 0
+
+
+def test_revoked_event_says_whether_it_was_terminated_or_expired() -> None:
+    state = make_state()
+    seen: list[dict[str, Any]] = []
+    state.add_listener(lambda kind, fields: seen.append(fields) if kind == "task-revoked" else None)
+    for task_id, reason in (("a", "revoked"), ("b", "terminated"), ("c", "expired")):
+        state.on_received(info(task_id))
+        state.on_finished(task_id, "proj.add", "REVOKED", 0.0, revoke_reason=reason)
+    assert seen == [
+        {"uuid": "a", "terminated": False, "signum": None, "expired": False},
+        {"uuid": "b", "terminated": True, "signum": None, "expired": False},
+        {"uuid": "c", "terminated": False, "signum": None, "expired": True},
+    ]
+    assert sample(state, "celeriac_task_runtime_seconds_count", {"task": "proj.add"}) is None

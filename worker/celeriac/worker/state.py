@@ -10,6 +10,7 @@ Life of a task, as the engine reports it::
     on_started(task_id, pid)          execution began in a pool process (or thread)
     on_retried(task_id, name)         execution asked for a retry (then on_finished with "RETRY")
     on_finished(task_id, name, state, runtime_s, ...)   execution over: SUCCESS, FAILURE, RETRY, REVOKED...
+    on_requeued(task_id)              message given back unfinished (not counted as processed)
 
 ``info`` passed to :meth:`WorkerState.on_received` is a dict with the keys Celery's
 ``inspect active`` shows plus those task-received events carry; missing keys default sensibly:
@@ -125,10 +126,12 @@ class WorkerState:
         result_repr: str = "",
         exception_repr: str = "",
         traceback: str = "",
+        revoke_reason: str = "revoked",
     ) -> None:
         """Execution of ``task_id`` ended in ``state`` after ``runtime_s`` seconds.
 
-        Also used for a reserved task that never ran (expired or revoked: ``state`` REVOKED).
+        Also used for a reserved task that never ran (expired or revoked: ``state`` REVOKED,
+        ``revoke_reason`` one of ``revoked``, ``terminated``, ``expired``, as Celery names them).
         Calling it twice for one id counts it once.
         """
         with self._lock:
@@ -148,8 +151,19 @@ class WorkerState:
             self._notify("task-failed",
                          {"uuid": task_id, "exception": exception_repr, "traceback": traceback})
         elif state == _REVOKED:
-            self._notify("task-revoked", {"uuid": task_id, "terminated": False, "signum": None,
-                                          "expired": False})
+            self._notify("task-revoked", {"uuid": task_id, "terminated": revoke_reason == "terminated",
+                                          "signum": None, "expired": revoke_reason == "expired"})
+
+    def on_requeued(self, task_id: str) -> None:
+        """The message of ``task_id`` went back to its queue unfinished (shutdown, worker lost).
+
+        It stops counting as reserved or active, and is not counted as processed.
+        """
+        with self._lock:
+            self._active.pop(task_id, None)
+            self._reserved.pop(task_id, None)
+            active = len(self._active)
+        self.metrics.active.set(active)
 
     def set_prefetched(self, n: int) -> None:
         """Messages held by the worker and not yet running (prefetched plus ETA-held)."""
