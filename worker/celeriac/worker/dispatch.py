@@ -2,9 +2,8 @@
 
 Every method runs on the engine's loop, except :meth:`Dispatcher.reserve`,
 :meth:`Dispatcher.held_count_threadsafe` (consumer thread) and :meth:`Dispatcher.mark_revoked`
-(control thread). Broker writes are collected and sent by :meth:`Dispatcher.flush` once per
-loop iteration, so acks go out in batches; a write that fails for a lost connection is kept
-and retried on the next flush (the ``unacked`` entry in Redis keeps the message safe meanwhile).
+(control thread). Broker writes are collected per loop iteration and handed by
+:meth:`Dispatcher.flush` to a :class:`~.writer.BrokerWriter` thread, which batches them further.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from celeriac.worker.pool import Pool, ThreadPool
 from celeriac.worker.ratelimit import TokenBucket, parse_rate
 from celeriac.worker.state import WorkerState
 from celeriac.worker.timers import Timers
+from celeriac.worker.writer import BrokerWriter, Writes
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,8 @@ class Dispatcher:
         self._running: dict[str, Held] = {}
         self._count = 0
         self._count_lock = threading.Lock()
-        self._acks: list[Delivery] = []
-        self._requeues: list[Delivery] = []
-        self._republish: list[Delivery] = []
-        self._dead: list[tuple[Delivery, str]] = []
+        self.writer = BrokerWriter(broker)
+        self._writes = Writes()
         self._buckets: dict[str, TokenBucket | None] = {}
 
     # -- counting (prefetch window) ------------------------------------------------------------
@@ -234,9 +232,9 @@ class Dispatcher:
                                result_repr=result.result_repr, exception_repr=result.exception_repr,
                                traceback=result.traceback)
         if result.requeue and not held.acked:
-            self._settle(held, self._requeues)
+            self._settle(held, self._writes.requeues)
         else:
-            self._settle(held, self._acks)
+            self._settle(held, self._writes.acks)
 
     def on_lost(self, job: Job, exitcode: int | None, shutting_down: bool) -> None:
         held = self._running.pop(job.task_id, None)
@@ -253,42 +251,42 @@ class Dispatcher:
             self.state.on_finished(request.id, request.task, states.REVOKED, runtime_s)
         elif shutting_down:
             log.warning("requeueing %s[%s], killed by shutdown", request.task, request.id)
-            self._settle(held, self._republish if held.acked else self._requeues)
+            self._settle(held, self._writes.republishes if held.acked else self._writes.requeues)
             return
         elif held.acks_late and held.task.option("reject_on_worker_lost", "task_reject_on_worker_lost"):
-            self._settle(held, self._requeues)
+            self._settle(held, self._writes.requeues)
             return
         else:
             error = WorkerLostError(f"Worker exited prematurely: exitcode {exitcode}.")
             self._store(request, error, states.FAILURE)
             self.state.on_finished(request.id, request.task, states.FAILURE, runtime_s,
                                    exception_repr=repr(error))
-        self._settle(held, self._acks)
+        self._settle(held, self._writes.acks)
 
     def _finish_revoked(self, held: Held, reason: str) -> None:
         log.info("task %s[%s] %s; not running it", held.request.task, held.request.id, reason)
         self._store(held.request, TaskRevokedError(reason), states.REVOKED, force=True)
         self.state.on_finished(held.request.id, held.request.task, states.REVOKED, 0.0)
-        self._settle(held, self._acks)
+        self._settle(held, self._writes.acks)
 
     def _ack(self, held: Held) -> None:
         held.acked = True
-        self._acks.append(held.delivery)
+        self._writes.acks.append(held.delivery)
 
     def _settle(self, held: Held, into: list[Delivery]) -> None:
         """Forget ``held``; its delivery goes to acks, requeues or republishes (unless acked already)."""
         if held.status == "done":
             return
-        if not (held.acked and into is self._acks):
+        if not (held.acked and into is self._writes.acks):
             into.append(held.delivery)
-        held.acked = held.acked or into is self._acks
+        held.acked = held.acked or into is self._writes.acks
         held.status = "done"
         self._held.pop(held, None)
         self._release()
 
     def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         log.error("dead-lettering message %s from queue %r: %s", delivery.delivery_tag, delivery.queue, reason)
-        self._dead.append((delivery, reason))
+        self._writes.dead.append((delivery, reason))
         self._release()
 
     def requeue_waiting(self) -> None:
@@ -297,11 +295,11 @@ class Dispatcher:
         RPUSH puts each at the head, so pushing newest first keeps the original order.
         """
         for held in reversed([h for h in self._held if h.status == "waiting"]):
-            self._settle(held, self._requeues)
+            self._settle(held, self._writes.requeues)
         self._ready.clear()
 
     def requeue_deliveries(self, deliveries: list[Delivery]) -> None:
-        self._requeues.extend(deliveries)
+        self._writes.requeues.extend(deliveries)
         for _ in deliveries:
             self._release()
 
@@ -314,24 +312,11 @@ class Dispatcher:
             except BrokerConnectionError as exc:
                 log.warning("could not refresh visibility of %d held message(s): %s", len(unacked), exc)
 
-    def flush(self, final: bool = False) -> None:
-        """Send collected acks, requeues, republishes and dead letters; keep failures for later."""
-        try:
-            if self._acks:
-                self.broker.ack(self._acks)
-                self._acks = []
-            if self._requeues:
-                self.broker.requeue(self._requeues)
-                self._requeues = []
-            if self._republish:
-                self.broker.republish(self._republish)
-                self._republish = []
-            while self._dead:
-                delivery, reason = self._dead[0]
-                self.broker.reject_to_dead_letter(delivery, reason)
-                self._dead.pop(0)
-        except BrokerConnectionError as exc:
-            (log.error if final else log.warning)("broker writes postponed: %s", exc)
+    def flush(self) -> None:
+        """Hand this iteration's acks, requeues, republishes and dead letters to the writer thread."""
+        if self._writes:
+            self.writer.submit(self._writes)
+            self._writes = Writes()
 
     # -- results written by the worker itself ---------------------------------------------------
 

@@ -97,6 +97,7 @@ class Worker:
     def run(self) -> int:
         """Run until shut down; returns the process exit code (0 after a clean shutdown)."""
         self._install_signals()
+        self.dispatch.writer.start()
         self.pool.start()
         self.services = self._make_services()
         self.services.start()
@@ -270,7 +271,8 @@ class Worker:
             if event is None:
                 break
             self._handle(event)
-        self.dispatch.flush(final=True)
+        self.dispatch.flush()
+        self.dispatch.writer.stop()
         if self.services is not None:
             self.services.stop()
         self.broker.close()

@@ -1,0 +1,108 @@
+"""Broker writes (acks, requeues, republishes, dead letters) on their own thread.
+
+The engine hands over whatever it collected in a loop iteration and goes on; this thread
+sends everything that piled up since its previous round trip in one call per kind. Under
+load the batches grow by themselves (while one ack round trip is in flight the next
+acks accumulate), and the engine never waits on the network.
+
+A write that fails for a lost connection is kept and retried after a short pause; the
+``unacked`` entry in Redis (or the AMQP channel) keeps the message safe meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from celeriac.brokers import Broker, BrokerConnectionError, Delivery
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE_S = 0.2
+
+
+@dataclass
+class Writes:
+    acks: list[Delivery] = field(default_factory=list)
+    requeues: list[Delivery] = field(default_factory=list)
+    republishes: list[Delivery] = field(default_factory=list)
+    dead: list[tuple[Delivery, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.acks or self.requeues or self.republishes or self.dead)
+
+    def extend(self, other: Writes) -> None:
+        self.acks.extend(other.acks)
+        self.requeues.extend(other.requeues)
+        self.republishes.extend(other.republishes)
+        self.dead.extend(other.dead)
+
+
+class BrokerWriter:
+    """Sends :class:`Writes` in batches from a background thread; ``stop()`` drains first."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._pending = Writes()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="celeriac-acks", daemon=True)
+        self._thread.start()
+
+    def submit(self, writes: Writes) -> None:
+        if not writes:
+            return
+        with self._cond:
+            self._pending.extend(writes)
+            self._cond.notify()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Send what is pending (retrying for up to ``timeout_s``), then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("broker writes still pending at exit; unacked messages will be restored by a sweep")
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if not self._pending and self._stopping:
+                    return
+                batch, self._pending = self._pending, Writes()
+            left = self._send(batch)
+            if left:
+                with self._cond:
+                    left.extend(self._pending)
+                    self._pending = left
+                    self._cond.wait(RETRY_PAUSE_S)
+
+    def _send(self, batch: Writes) -> Writes:
+        """Send ``batch``; return what could not be sent (connection lost)."""
+        try:
+            if batch.acks:
+                self.broker.ack(batch.acks)
+                batch.acks = []
+            if batch.requeues:
+                self.broker.requeue(batch.requeues)
+                batch.requeues = []
+            if batch.republishes:
+                self.broker.republish(batch.republishes)
+                batch.republishes = []
+            while batch.dead:
+                delivery, reason = batch.dead[0]
+                self.broker.reject_to_dead_letter(delivery, reason)
+                batch.dead.pop(0)
+        except BrokerConnectionError as exc:
+            log.warning("broker writes postponed: %s", exc)
+        except Exception:  # never lose the thread: log, drop nothing, retry later
+            log.exception("broker write failed; retrying")
+        return batch
