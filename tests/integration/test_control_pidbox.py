@@ -124,6 +124,7 @@ def test_our_client_filters_by_destination_and_returns_at_the_limit(
         assert broadcast(client, "registered", destination=["celeriac@node1"]) == [
             {"celeriac@node1": ["ctlapp.add"]}
         ]
+        assert broadcast(client, "scheduled", destination=["celeriac@node1"]) == [{"celeriac@node1": []}]
         assert broadcast(client, "nope", destination=["celeriac@node1"]) == [
             {"celeriac@node1": {"error": "KeyError('nope')"}}
         ]

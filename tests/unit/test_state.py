@@ -235,3 +235,15 @@ def test_revoked_event_says_whether_it_was_terminated_or_expired() -> None:
         {"uuid": "c", "terminated": False, "signum": None, "expired": True},
     ]
     assert sample(state, "celeriac_task_runtime_seconds_count", {"task": "proj.add"}) is None
+
+
+def test_future_eta_tasks_are_scheduled_not_reserved() -> None:
+    state = make_state()
+    state.on_received(info("later", eta="2999-01-01T00:00:00+00:00"))
+    state.on_received(info("due", eta="2000-01-01T00:00:00+00:00"))
+    state.on_received(info("now"))
+    assert [entry["id"] for entry in state.reserved_requests()] == ["due", "now"]
+    [scheduled] = state.scheduled_requests()
+    assert scheduled["eta"] == "2999-01-01T00:00:00+00:00"
+    assert scheduled["priority"] == 0
+    assert scheduled["request"]["id"] == "later"

@@ -297,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge.set_defaults(handler=cmd_purge)
 
     inspect = commands.add_parser("inspect", parents=[common], help="ask running workers")
-    inspect.add_argument("method", choices=["ping", "active", "reserved", "revoked", "stats", "registered"])
+    inspect.add_argument(
+        "method", choices=["ping", "active", "reserved", "scheduled", "revoked", "stats", "registered"]
+    )
     inspect.add_argument("-t", "--timeout", type=float, default=1.0, help="seconds to wait for replies (1)")
     inspect.add_argument("-d", "--destination", help="comma-separated node names")
     inspect.set_defaults(handler=cmd_inspect)

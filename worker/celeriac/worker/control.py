@@ -12,8 +12,8 @@ Wire format (wire-protocol §4.1), all names taking the broker's ``global_keypre
   written by the client) and ``LPUSH``es an envelope with headers ``{ticket, clock}`` and body
   ``{<node>: <reply>}``. No binding, no reply: exactly kombu's behaviour.
 
-:class:`ControlResponder` answers ``ping``, ``active``, ``reserved``, ``revoked``, ``revoke``,
-``hello``, ``stats`` and ``registered`` from a :class:`WorkerState`. :func:`broadcast` is the client
+:class:`ControlResponder` answers ``ping``, ``active``, ``reserved``, ``scheduled``, ``revoked``,
+``revoke``, ``hello``, ``stats`` and ``registered`` from a :class:`WorkerState`. :func:`broadcast` is the client
 used by ``celeriac inspect`` and ``AsyncResult.revoke``; it works against Celery workers too.
 """
 
@@ -135,6 +135,9 @@ class ControlResponder:
         arguments = body.get("arguments") or {}
         try:
             reply = self.dispatch(body["method"], arguments if isinstance(arguments, dict) else {})
+        except KeyError as exc:
+            log.warning("remote control command %r is not supported", body["method"])
+            reply = {"error": repr(exc)}
         except Exception as exc:
             log.exception("remote control command %s failed", body["method"])
             reply = {"error": repr(exc)}
@@ -157,28 +160,30 @@ class ControlResponder:
         return True
 
     def dispatch(self, method: str, arguments: dict[str, Any]) -> Any:
-        """Run one command and return its reply value, as a Celery worker would."""
+        """Run one command and return its reply value, as a Celery worker would.
+
+        An unknown command raises ``KeyError(method)``; the reply is then Celery's
+        ``{"error": "KeyError('<method>')"}``.
+        """
         state = self.state
-        if method == "ping":
-            return {"ok": "pong"}
-        if method == "active":
-            return state.active_requests()
-        if method == "reserved":
-            return state.reserved_requests()
-        if method == "revoked":
-            return state.revoked_ids()
-        if method == "revoke":
-            return self._revoke(arguments)
-        if method == "hello":
-            if arguments.get("from_node") == self.hostname:
-                return None
-            state.revoke([str(task_id) for task_id in arguments.get("revoked") or []])
-            return {"revoked": state.revoked_ids(), "clock": self.clock.forward()}
-        if method == "stats":
-            return self._stats()
-        if method == "registered":
-            return sorted(self.task_names()) if self.task_names else []
-        raise KeyError(method)
+        handlers: dict[str, Callable[[], Any]] = {
+            "ping": lambda: {"ok": "pong"},
+            "active": state.active_requests,
+            "reserved": state.reserved_requests,
+            "scheduled": state.scheduled_requests,
+            "revoked": state.revoked_ids,
+            "revoke": lambda: self._revoke(arguments),
+            "hello": lambda: self._hello(arguments),
+            "stats": self._stats,
+            "registered": lambda: sorted(self.task_names()) if self.task_names else [],
+        }
+        return handlers[method]()
+
+    def _hello(self, arguments: dict[str, Any]) -> dict[str, Any] | None:
+        if arguments.get("from_node") == self.hostname:
+            return None
+        self.state.revoke([str(task_id) for task_id in arguments.get("revoked") or []])
+        return {"revoked": self.state.revoked_ids(), "clock": self.clock.forward()}
 
     def _revoke(self, arguments: dict[str, Any]) -> dict[str, str]:
         raw_ids = arguments.get("task_id") or []

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 from celeriac.worker.metrics import WorkerMetrics
@@ -225,9 +226,19 @@ class WorkerState:
             return [_active_entry(info) for info in self._active.values()]
 
     def reserved_requests(self) -> list[dict[str, Any]]:
-        """Received but not yet running tasks, as Celery's ``inspect reserved`` entries."""
+        """Received, due and not yet running tasks, as Celery's ``inspect reserved`` entries."""
+        now_s = time.time()
         with self._lock:
-            return [_active_entry(info) for info in self._reserved.values()]
+            return [_active_entry(info) for info in self._reserved.values() if not _in_future(info["eta"], now_s)]
+
+    def scheduled_requests(self) -> list[dict[str, Any]]:
+        """Tasks held for a future ETA, as Celery's ``inspect scheduled`` entries."""
+        now_s = time.time()
+        with self._lock:
+            return [
+                {"eta": info["eta"], "priority": info["delivery_info"]["priority"], "request": _active_entry(info)}
+                for info in self._reserved.values() if _in_future(info["eta"], now_s)
+            ]
 
     def active_count(self) -> int:
         with self._lock:
@@ -285,6 +296,19 @@ def _normalise_info(raw: dict[str, Any], hostname: str) -> dict[str, Any]:
         "eta": raw.get("eta"),
         "expires": raw.get("expires"),
     }
+
+
+def _in_future(eta: Any, now_s: float) -> bool:
+    """Whether an ETA (ISO-8601 text, as in the message header) is later than ``now_s``."""
+    if not eta:
+        return False
+    try:
+        moment = datetime.fromisoformat(str(eta))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp() > now_s
 
 
 def _active_entry(info: dict[str, Any]) -> dict[str, Any]:
