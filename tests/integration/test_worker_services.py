@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from servers import free_port
 from worker_process import WorkerProcess, wait_until
 
 from celeriac.worker.heartbeat import read_workers
+from servers import free_port
 
 pytestmark = pytest.mark.integration
 
