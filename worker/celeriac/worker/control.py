@@ -45,8 +45,8 @@ Terminate = Callable[[list[str], str], None]
 """``terminate(running_task_ids, signal_name)``: the engine kills those tasks' executions."""
 
 
-class ControlResponder:
-    """Answers pidbox commands addressed to ``state.hostname`` until stopped.
+class ControlCommands:
+    """What a node answers, independent of the transport that carries commands and replies.
 
     ``terminate`` is called for ``revoke(terminate=True)`` with the revoked ids that are running;
     ``mark_revoked`` (optional) lets the app store REVOKED for the others, as Celery 5.7 does;
@@ -55,98 +55,25 @@ class ControlResponder:
 
     def __init__(
         self,
-        redis_client: redis.Redis[Any],
         state: WorkerState,
         *,
-        db: int = 0,
-        prefix: str = "",
         terminate: Terminate | None = None,
         mark_revoked: Callable[[list[str]], None] | None = None,
         task_names: Callable[[], list[str]] | None = None,
         clock: LamportClock | None = None,
-        poll_interval_s: float = 0.5,
+        transport: str = "redis",
     ) -> None:
-        self.redis = redis_client
         self.state = state
         self.hostname = state.hostname
-        self.db = db
-        self.prefix = prefix
         self.terminate = terminate
         self.mark_revoked = mark_revoked
         self.task_names = task_names
         self.clock = clock or LamportClock()
-        self.poll_interval_s = poll_interval_s
+        self.transport = transport
         self._started_monotonic = time.monotonic()
-        self._stop = threading.Event()
-        self._subscribed = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    @property
-    def channel(self) -> str:
-        return keys.fanout_channel(CONTROL_EXCHANGE, "", self.db, self.prefix)
-
-    def start(self) -> None:
-        """Subscribe in a daemon thread; returns once subscribed (commands sent after are seen)."""
-        self._stop.clear()
-        self._subscribed.clear()
-        self._thread = threading.Thread(target=self._run, name="celeriac-control", daemon=True)
-        self._thread.start()
-        self._subscribed.wait(timeout=10.0)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        backoff_s = 0.1
-        while not self._stop.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.psubscribe(self.channel)
-                self._subscribed.set()
-                backoff_s = 0.1
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=self.poll_interval_s)
-                    if message is not None and message["type"] == "pmessage":
-                        self.handle_raw(message["data"])
-            except redis.RedisError as exc:
-                log.warning("remote control connection lost (retrying in %.1fs): %s", backoff_s, exc)
-                self._stop.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
-            finally:
-                pubsub.close()
-
-    def handle_raw(self, raw: bytes | str) -> Any:
-        """Handle one published command; returns the reply (``None`` if not for this node)."""
-        try:
-            headers, body = decode_envelope(raw)
-        except (ValueError, TypeError) as exc:
-            log.warning("ignored an undecodable remote control message: %s", exc)
-            return None
-        if not isinstance(body, dict) or not isinstance(body.get("method"), str):
-            log.warning("ignored a remote control message without a method")
-            return None
-        clock = headers.get("clock")
-        self.clock.adjust(clock if isinstance(clock, int) else 0)
-        if not self._addressed_to_me(body):
-            return None
-        arguments = body.get("arguments") or {}
-        try:
-            reply = self.dispatch(body["method"], arguments if isinstance(arguments, dict) else {})
-        except KeyError as exc:
-            log.warning("remote control command %r is not supported", body["method"])
-            reply = {"error": repr(exc)}
-        except Exception as exc:
-            log.exception("remote control command %s failed", body["method"])
-            reply = {"error": repr(exc)}
-        reply_to = body.get("reply_to")
-        if isinstance(reply_to, dict) and reply_to.get("routing_key"):
-            self._reply({self.hostname: reply}, str(reply_to["routing_key"]), body.get("ticket"))
-        return reply
-
-    def _addressed_to_me(self, body: dict[str, Any]) -> bool:
+    def addressed_to_me(self, body: dict[str, Any]) -> bool:
+        """kombu's filter: ``destination`` list, else ``pattern`` with matcher glob/pcre, else all."""
         destination = body.get("destination")
         if destination:
             return self.hostname in destination
@@ -210,9 +137,111 @@ class ControlResponder:
             "pool": {"max-concurrency": snap["concurrency"]},
             "prefetch_count": snap["prefetched"],
             "total": {"processed": snap["processed"]},
-            "broker": {"transport": "redis"},
+            "broker": {"transport": self.transport},
             "sw_ident": "celeriac",
         }
+
+
+class ControlResponder:
+    """Answers pidbox commands addressed to ``state.hostname`` over Redis until stopped.
+
+    ``terminate``, ``mark_revoked`` and ``task_names`` are :class:`ControlCommands`'.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis[Any],
+        state: WorkerState,
+        *,
+        db: int = 0,
+        prefix: str = "",
+        terminate: Terminate | None = None,
+        mark_revoked: Callable[[list[str]], None] | None = None,
+        task_names: Callable[[], list[str]] | None = None,
+        clock: LamportClock | None = None,
+        poll_interval_s: float = 0.5,
+    ) -> None:
+        self.redis = redis_client
+        self.state = state
+        self.hostname = state.hostname
+        self.db = db
+        self.prefix = prefix
+        self.commands = ControlCommands(
+            state, terminate=terminate, mark_revoked=mark_revoked, task_names=task_names, clock=clock
+        )
+        self.clock = self.commands.clock
+        self.poll_interval_s = poll_interval_s
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def channel(self) -> str:
+        return keys.fanout_channel(CONTROL_EXCHANGE, "", self.db, self.prefix)
+
+    def start(self) -> None:
+        """Subscribe in a daemon thread; returns once subscribed (commands sent after are seen)."""
+        self._stop.clear()
+        self._subscribed.clear()
+        self._thread = threading.Thread(target=self._run, name="celeriac-control", daemon=True)
+        self._thread.start()
+        self._subscribed.wait(timeout=10.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        backoff_s = 0.1
+        while not self._stop.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.psubscribe(self.channel)
+                self._subscribed.set()
+                backoff_s = 0.1
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=self.poll_interval_s)
+                    if message is not None and message["type"] == "pmessage":
+                        self.handle_raw(message["data"])
+            except redis.RedisError as exc:
+                log.warning("remote control connection lost (retrying in %.1fs): %s", backoff_s, exc)
+                self._stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+            finally:
+                pubsub.close()
+
+    def handle_raw(self, raw: bytes | str) -> Any:
+        """Handle one published command; returns the reply (``None`` if not for this node)."""
+        try:
+            headers, body = decode_envelope(raw)
+        except (ValueError, TypeError) as exc:
+            log.warning("ignored an undecodable remote control message: %s", exc)
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("method"), str):
+            log.warning("ignored a remote control message without a method")
+            return None
+        clock = headers.get("clock")
+        self.clock.adjust(clock if isinstance(clock, int) else 0)
+        if not self.commands.addressed_to_me(body):
+            return None
+        arguments = body.get("arguments") or {}
+        try:
+            reply = self.dispatch(body["method"], arguments if isinstance(arguments, dict) else {})
+        except KeyError as exc:
+            log.warning("remote control command %r is not supported", body["method"])
+            reply = {"error": repr(exc)}
+        except Exception as exc:
+            log.exception("remote control command %s failed", body["method"])
+            reply = {"error": repr(exc)}
+        reply_to = body.get("reply_to")
+        if isinstance(reply_to, dict) and reply_to.get("routing_key"):
+            self._reply({self.hostname: reply}, str(reply_to["routing_key"]), body.get("ticket"))
+        return reply
+
+    def dispatch(self, method: str, arguments: dict[str, Any]) -> Any:
+        return self.commands.dispatch(method, arguments)
 
     def _reply(self, body: dict[str, Any], oid: str, ticket: Any) -> None:
         binding = keys.binding_key(REPLY_EXCHANGE, self.prefix)
