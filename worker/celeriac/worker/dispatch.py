@@ -77,7 +77,7 @@ class Dispatcher:
         self._running: dict[str, Held] = {}
         self._count = 0
         self._count_lock = threading.Lock()
-        self.writer = BrokerWriter(broker)
+        self.writer = BrokerWriter(broker, app)
         self._writes = Writes()
         self._buckets: dict[str, TokenBucket | None] = {}
 
@@ -222,6 +222,8 @@ class Dispatcher:
     # -- settling ------------------------------------------------------------------------------
 
     def on_done(self, job: Job, result: JobResult) -> None:
+        if result.outcome is not None:
+            self._writes.results.append((job, result))
         held = self._running.pop(job.task_id, None)
         if held is None:
             return

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 import traceback as tb
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -56,10 +56,17 @@ class JobResult:
     traceback: str = ""
     requeue: bool = False
     """True when the task raised ``Reject(requeue=True)``: put the message back."""
+    outcome: Any = None
+    """The :class:`celeriac.trace.Outcome`, when applying it (result write, callbacks) was left
+    to the engine so that it can batch result writes; None when it was applied already."""
 
 
-def execute_job(app: Any, job: Job) -> JobResult:
-    """Run ``job`` through H1's trace functions; never raises (failures become FAILURE results)."""
+def execute_job(app: Any, job: Job, defer_apply: bool = False) -> JobResult:
+    """Run ``job`` through the trace functions; never raises (failures become FAILURE results).
+
+    With ``defer_apply`` the outcome is returned unapplied in :attr:`JobResult.outcome`, and
+    the caller must pass it to :func:`apply_result` (the engine does, batching result writes).
+    """
     from celeriac import trace
 
     request = job.request
@@ -67,8 +74,9 @@ def execute_job(app: Any, job: Job) -> JobResult:
     try:
         task = app.tasks[request.task]
         outcome = trace.run_task(app, task, request, job.delivery_info, job.hostname)
-        trace.apply_outcome(app, task, request, outcome, delivery_info=job.delivery_info,
-                            hostname=job.hostname)
+        if not defer_apply:
+            trace.apply_outcome(app, task, request, outcome, delivery_info=job.delivery_info,
+                                hostname=job.hostname)
     except BaseException as exc:  # the seam must never kill a pool process
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -77,7 +85,17 @@ def execute_job(app: Any, job: Job) -> JobResult:
             request.id, request.task, states.FAILURE, time.monotonic() - started,
             exception_repr=repr(exc), traceback=tb.format_exc(),
         )
-    return summarize(request, outcome, time.monotonic() - started)
+    result = summarize(request, outcome, time.monotonic() - started)
+    return replace(result, outcome=outcome) if defer_apply else result
+
+
+def apply_result(app: Any, job: Job, result: JobResult, pipe: Any = None) -> None:
+    """Apply a deferred outcome: publish follow-ups, store the result (into ``pipe`` if given)."""
+    from celeriac import trace
+
+    task = app.tasks[job.request.task]
+    trace.apply_outcome(app, task, job.request, result.outcome, delivery_info=job.delivery_info,
+                        hostname=job.hostname, pipe=pipe)
 
 
 def summarize(request: TaskRequest, outcome: Any, runtime_s: float) -> JobResult:

@@ -96,7 +96,7 @@ class ThreadPool:
             with self._lock:
                 self._running[job.task_id] = ident
             try:
-                result = execute_job(self.app, job)
+                result = execute_job(self.app, job, defer_apply=True)
             except SoftTimeLimitExceeded:  # arrived after the task returned: harmless
                 result = JobResult(job.task_id, job.request.task, "FAILURE", 0.0)
             finally:

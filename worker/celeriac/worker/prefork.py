@@ -1,7 +1,9 @@
 """The prefork pool: N forked child processes, one job at a time each.
 
 Parent and child talk over a socket pair (``multiprocessing.connection``): the parent
-sends a pickled :class:`~.jobs.Job`, the child sends back ``(JobResult, retiring)``;
+sends a pickled :class:`~.jobs.Job`, the child sends back ``(JobResult, retiring)`` whose
+result carries the task's outcome for the engine to apply (so result writes of all children
+are batched), unless the outcome cannot be pickled, in which case the child applies it;
 ``retiring`` tells the parent not to send it another job (``max_tasks_per_child``).
 A child that exits (killed by a hard time limit or ``revoke --terminate``, crashed, or
 retiring after ``max_tasks_per_child``) closes its end; the reader thread sees EOF, reaps
@@ -17,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Any
 
-from celeriac.worker.jobs import Job, arm_soft_limit, disarm_soft_limit, execute_job
+from celeriac.worker.jobs import Job, apply_result, arm_soft_limit, disarm_soft_limit, execute_job
 from celeriac.worker.pool import JobDone, JobLost, Post
 
 log = logging.getLogger(__name__)
@@ -187,11 +190,16 @@ def _child_main(app: Any, conn: Connection, max_tasks: int | None) -> None:  # p
             return
         arm_soft_limit(job.soft_time_limit_s)
         try:
-            result = execute_job(app, job)
+            result = execute_job(app, job, defer_apply=True)
         finally:
             disarm_soft_limit()
         done += 1
         retiring = bool(max_tasks and done >= max_tasks)
-        conn.send((result, retiring))
+        try:
+            payload = pickle.dumps((result, retiring))
+        except Exception:  # an outcome that cannot cross processes is applied here instead
+            apply_result(app, job, result)
+            payload = pickle.dumps((replace(result, outcome=None), retiring))
+        conn.send_bytes(payload)
         if retiring:
             return

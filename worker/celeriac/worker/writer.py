@@ -5,6 +5,9 @@ sends everything that piled up since its previous round trip in one call per kin
 load the batches grow by themselves (while one ack round trip is in flight the next
 acks accumulate), and the engine never waits on the network.
 
+Deferred task outcomes (:attr:`~.jobs.JobResult.outcome`) are applied first, all their
+result writes in one pipeline, so a late ack never precedes its result.
+
 A write that fails for a lost connection is kept and retried after a short pause; the
 ``unacked`` entry in Redis (or the AMQP channel) keeps the message safe meanwhile.
 """
@@ -14,8 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from celeriac.brokers import Broker, BrokerConnectionError, Delivery
+from celeriac.worker.jobs import Job, JobResult, apply_result
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +33,14 @@ class Writes:
     requeues: list[Delivery] = field(default_factory=list)
     republishes: list[Delivery] = field(default_factory=list)
     dead: list[tuple[Delivery, str]] = field(default_factory=list)
+    results: list[tuple[Job, JobResult]] = field(default_factory=list)
+    """Deferred outcomes to apply (follow-ups published, results stored) before any ack."""
 
     def __bool__(self) -> bool:
-        return bool(self.acks or self.requeues or self.republishes or self.dead)
+        return bool(self.acks or self.requeues or self.republishes or self.dead or self.results)
 
     def extend(self, other: Writes) -> None:
+        self.results.extend(other.results)
         self.acks.extend(other.acks)
         self.requeues.extend(other.requeues)
         self.republishes.extend(other.republishes)
@@ -42,8 +50,9 @@ class Writes:
 class BrokerWriter:
     """Sends :class:`Writes` in batches from a background thread; ``stop()`` drains first."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, app: Any) -> None:
         self.broker = broker
+        self.app = app
         self._pending = Writes()
         self._cond = threading.Condition()
         self._stopping = False
@@ -87,6 +96,9 @@ class BrokerWriter:
 
     def _send(self, batch: Writes) -> Writes:
         """Send ``batch``; return what could not be sent (connection lost)."""
+        if batch.results:
+            self._apply(batch.results)
+            batch.results = []
         try:
             if batch.acks:
                 self.broker.ack(batch.acks)
@@ -106,3 +118,21 @@ class BrokerWriter:
         except Exception:  # never lose the thread: log, drop nothing, retry later
             log.exception("broker write failed; retrying")
         return batch
+
+    def _apply(self, results: list[tuple[Job, JobResult]]) -> None:
+        """Apply outcomes with every result write in one pipeline (one round trip for the batch).
+
+        Not retried: follow-ups are published as each outcome is applied, and a retry would
+        publish them twice. A failure is logged with the task ids whose results are missing.
+        """
+        pipe = self.app.backend.client.pipeline(transaction=False)
+        for job, result in results:
+            try:
+                apply_result(self.app, job, result, pipe)
+            except Exception:
+                log.exception("applying the outcome of %s[%s] failed", job.request.task, job.task_id)
+        try:
+            pipe.execute()
+        except Exception as exc:
+            ids = ", ".join(job.task_id for job, _ in results)
+            log.error("could not store results of %s: %s", ids, exc)
