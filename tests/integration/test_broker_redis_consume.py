@@ -215,3 +215,27 @@ def test_connection_loss_raises_a_retryable_error_and_recovers(
     broker.publish(msg("after"), queue="q")
     assert ids(broker.fetch(["q"], 5, timeout_s=0)) == ["after"]
     assert client.smembers(keys.binding_key("q")) == {f"q{keys.SEP}{keys.SEP}q".encode()}
+
+
+def test_global_keyprefix_applies_to_every_key_and_kombu_agrees(
+    redis_server: Any, broker_for: Any, client: Any
+) -> None:
+    broker = broker_for(global_keyprefix="pfx:")
+    broker.publish(msg("prefixed"), queue="celery", priority=9)
+    assert client.llen(f"pfx:celery{keys.SEP}9") == 1
+    assert client.smembers("pfx:_kombu.binding.celery") == {f"celery{keys.SEP}{keys.SEP}celery".encode()}
+    (delivery,) = broker.fetch(["celery"], 5, timeout_s=0)
+    assert delivery.queue == "celery"
+    assert client.hlen("pfx:unacked") == 1
+    broker.requeue([delivery])
+    got: list[Any] = []
+    options = {"global_keyprefix": "pfx:"}
+    with Connection(redis_server.url, transport_options=options) as conn:
+        queue = Queue("celery", Exchange("celery"), routing_key="celery")
+        with conn.Consumer(queue, callbacks=[lambda body, m: got.append(m)], accept=["json"]):
+            conn.drain_events(timeout=5)
+        assert [m.headers["id"] for m in got] == ["prefixed"]
+        got[0].ack()
+    assert client.hlen("pfx:unacked") == 0
+    broker.reject_to_dead_letter(delivery, "x")
+    assert client.llen("pfx:celery.dead") == 0
