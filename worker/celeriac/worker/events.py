@@ -1,5 +1,5 @@
-"""Celery-format events over Redis pub/sub, readable by ``celery events``, Flower and Celery's
-``app.events.Receiver`` (wire-protocol §4.2).
+"""Celery-format events, readable by ``celery events``, Flower and Celery's ``app.events.Receiver``
+(wire-protocol §4.2), over Redis pub/sub or an AMQP broker's ``celeryev`` topic exchange.
 
 On Redis the ``celeryev`` exchange is a fanout: each event is ``PUBLISH``ed on
 ``[prefix]/{db}.celeryev/<routing key>`` (the type with ``-`` turned into ``.``) as kombu's
@@ -106,12 +106,82 @@ def decode_envelope(raw: bytes | str) -> tuple[dict[str, Any], Any]:
     return (headers if isinstance(headers, dict) else {}), json.loads(body)
 
 
+class RedisEventSink:
+    """Publishes events on Redis: the ``celeryev`` fanout exchange is pub/sub there."""
+
+    def __init__(self, redis_client: redis.Redis[Any], *, db: int = 0, prefix: str = "") -> None:
+        self.redis = redis_client
+        self.db = db
+        self.prefix = prefix
+
+    def publish_event(self, body: Any, routing_key: str, headers: dict[str, Any]) -> None:
+        channel = keys.fanout_channel(EVENT_EXCHANGE, routing_key, self.db, self.prefix)
+        payload = kombu_envelope(body, exchange=EVENT_EXCHANGE, routing_key=routing_key, headers=headers,
+                                 delivery_mode=1)
+        try:
+            self.redis.publish(channel, payload)
+        except redis.RedisError as exc:
+            log.warning("could not publish %s event: %s", routing_key, exc)
+
+    def close(self) -> None:
+        """The Redis client belongs to the caller."""
+
+
+class AmqpEventSink:
+    """Publishes events to the ``celeryev`` topic exchange of an AMQP broker (RabbitMQ) via kombu.
+
+    One connection, guarded by a lock (kombu channels are not thread-safe); a failed publish
+    drops that event and reconnects on the next one.
+    """
+
+    def __init__(self, url: str, transport_options: dict[str, Any] | None = None) -> None:
+        import kombu
+
+        self._kombu: Any = kombu
+        self.url = url
+        self._options = dict(transport_options or {})
+        self._exchange: Any = self._kombu.Exchange(EVENT_EXCHANGE, type="topic")
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._producer: Any = None
+
+    def publish_event(self, body: Any, routing_key: str, headers: dict[str, Any]) -> None:
+        with self._lock:
+            try:
+                if self._producer is None:
+                    self._conn = self._kombu.Connection(self.url, transport_options=self._options)
+                    self._producer = self._kombu.Producer(self._conn.channel(), exchange=self._exchange)
+                    self._exchange(self._producer.channel).declare()
+                self._producer.publish(body, routing_key=routing_key, serializer="json", headers=headers,
+                                       delivery_mode=1)
+            except Exception as exc:  # kombu raises transport-specific errors; events are best effort
+                log.warning("could not publish %s event: %s", routing_key, exc)
+                self._reset()
+
+    def _reset(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.release()
+            except Exception as exc:
+                log.debug("closing the events connection failed: %s", exc)
+        self._conn = None
+        self._producer = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+
 class EventDispatcher:
-    """Publishes one worker's Celery events; attach it to the WorkerState to emit task events."""
+    """Publishes one worker's Celery events; attach it to the WorkerState to emit task events.
+
+    ``transport`` is a Redis client (events go over pub/sub, ``db`` and ``prefix`` apply) or a
+    sink such as :class:`AmqpEventSink`.
+    """
 
     def __init__(
         self,
-        redis_client: redis.Redis[Any],
+        transport: redis.Redis[Any] | RedisEventSink | AmqpEventSink,
         state: WorkerState,
         *,
         db: int = 0,
@@ -122,11 +192,9 @@ class EventDispatcher:
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         clock: LamportClock | None = None,
     ) -> None:
-        self.redis = redis_client
+        self.sink = RedisEventSink(transport, db=db, prefix=prefix) if isinstance(transport, redis.Redis) else transport
         self.state = state
         self.hostname = state.hostname
-        self.db = db
-        self.prefix = prefix
         self.heartbeat_interval_s = heartbeat_interval_s
         self.buffer_task_events = buffer_task_events
         self.buffer_limit = buffer_limit
@@ -196,6 +264,7 @@ class EventDispatcher:
             self._thread = None
         self.flush()
         self.send("worker-offline", **self.worker_fields())
+        self.sink.close()
 
     def _run(self) -> None:
         next_heartbeat = time.monotonic() + self.heartbeat_interval_s
@@ -206,15 +275,7 @@ class EventDispatcher:
                 self.send("worker-heartbeat", **self.worker_fields())
 
     def _publish(self, body: Any, routing_key: str) -> None:
-        channel = keys.fanout_channel(EVENT_EXCHANGE, routing_key, self.db, self.prefix)
-        payload = kombu_envelope(
-            body, exchange=EVENT_EXCHANGE, routing_key=routing_key,
-            headers={"hostname": self.hostname}, delivery_mode=1,
-        )
-        try:
-            self.redis.publish(channel, payload)
-        except redis.RedisError as exc:
-            log.warning("could not publish %s event: %s", routing_key, exc)
+        self.sink.publish_event(body, routing_key, {"hostname": self.hostname})
 
 
 def _loadavg() -> list[float]:
