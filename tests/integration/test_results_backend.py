@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from celeriac import AsyncResult, Celeriac, states
+from celeriac import AsyncResult, Celeriac, GroupResult, states
 from celeriac.backend import RedisBackend
 from celeriac.exceptions import TimeoutError
 from golden.cases import NORMALISED
@@ -184,3 +186,34 @@ def test_waits_in_one_thread_reuse_one_subscriber_connection(redis_server: Redis
     waiter.join(timeout=30)
     assert seen == ids
     assert connections[0] == connections[1] == connections[2]
+
+
+CELERY_GROUP_SCRIPT = """
+import json, sys
+from celery import Celery
+from celery.result import GroupResult
+app = Celery("groups", broker=sys.argv[1], backend=sys.argv[1])
+theirs = GroupResult.restore("ours", app=app)
+celerys = app.GroupResult("celerys", [app.AsyncResult("g-1"), app.AsyncResult("g-0")])
+celerys.save()
+print(json.dumps({"ids": [r.id for r in theirs.results], "values": [r.result for r in theirs.results]}))
+"""
+
+
+def test_group_results_saved_by_either_side_are_restored_by_the_other(redis_server: RedisServer) -> None:
+    app = Celeriac("groups", backend=redis_server.url, set_as_current=False)
+    for n in range(2):
+        app.backend.store_result(f"g-{n}", n * 10, states.SUCCESS)
+    GroupResult("ours", [app.AsyncResult("g-0"), app.AsyncResult("g-1")], app=app).save()
+    # Celery's side runs in its own process: its result objects keep subscriptions alive past a test.
+    celery_side = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", CELERY_GROUP_SCRIPT, redis_server.url],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(celery_side.stdout) == {"ids": ["g-0", "g-1"], "values": [0, 10]}
+    restored = GroupResult.restore("celerys", app=app)
+    assert restored is not None
+    assert [r.id for r in restored.results] == ["g-1", "g-0"]
+    assert (restored.get(timeout=5), restored.ready(), restored.completed_count()) == ([10, 0], True, 2)
+    assert GroupResult.restore("missing", app=app) is None
+    app.close()

@@ -14,7 +14,7 @@ from celeriac.exceptions import (
     TaskError,
     TimeLimitExceeded,
 )
-from celeriac.result import AsyncResult, EagerResult
+from celeriac.result import AsyncResult, EagerResult, GroupResult
 from celeriac.task import Signature, Task, signature
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "CeleriacError",
     "Celery",
     "EagerResult",
+    "GroupResult",
     "MaxRetriesExceededError",
     "Reject",
     "Retry",

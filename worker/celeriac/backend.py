@@ -257,6 +257,28 @@ class RedisBackend:
             with contextlib.suppress(redis.exceptions.RedisError):
                 pubsub.close()
 
+    def save_group(self, group_id: str, group_tuple: list[Any]) -> None:
+        """Celery's saved GroupResult: ``{"result": [[gid, parent], [members...]]}``, expiring like results."""
+        key = keys.group_meta(group_id, self.prefix)
+        document = self.encode({"result": group_tuple})
+        with self.client.pipeline(transaction=True) as pipe:
+            if self.expires_s:
+                pipe.execute_command("SETEX", key, self.expires_s, document)  # Celery's command
+            else:
+                pipe.set(key, document)
+            pipe.publish(key, document)
+            self._execute(pipe)
+
+    def get_group(self, group_id: str) -> Any:
+        """The saved group tuple, or None when no group is saved under ``group_id``."""
+        raw = self.client.get(keys.group_meta(group_id, self.prefix))
+        if raw is None:
+            return None
+        return self.decode(raw, group_id).get("result")
+
+    def delete_group(self, group_id: str) -> None:
+        self.client.delete(keys.group_meta(group_id, self.prefix))
+
     def forget(self, task_id: str) -> None:
         self.client.delete(self.key_for(task_id))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -205,6 +206,98 @@ class EagerResult(AsyncResult):
 
     def revoke(self, connection: Any = None, terminate: bool = False, signal: str | None = None) -> None:
         self._state = states.REVOKED
+
+
+class GroupResult:
+    """The results of a group of tasks, in order; ``save``/``restore`` use Celery's taskset key."""
+
+    def __init__(
+        self,
+        id: str,
+        results: Sequence[AsyncResult],
+        app: Celeriac | None = None,
+        parent: AsyncResult | None = None,
+    ) -> None:
+        self.id = id
+        self.results = list(results)
+        self._app = app
+        self.parent = parent
+
+    @property
+    def app(self) -> Celeriac:
+        if self._app is None:
+            from celeriac.app import current_app  # lazily: app imports this module
+
+            self._app = current_app()
+        return self._app
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        return self.results
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def as_tuple(self) -> list[Any]:
+        """Celery's form: ``[[group_id, parent|null], [member tuples...]]``."""
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return [[self.id, parent], [result.as_tuple() for result in self.results]]
+
+    def ready(self) -> bool:
+        return all(result.ready() for result in self.results)
+
+    def successful(self) -> bool:
+        return all(result.successful() for result in self.results)
+
+    def failed(self) -> bool:
+        return any(result.failed() for result in self.results)
+
+    def completed_count(self) -> int:
+        return sum(1 for result in self.results if result.successful())
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
+        """Every member's value, in order; ``timeout`` bounds the whole wait, in seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for result in self.results:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            values.append(result.get(timeout=remaining, propagate=propagate))
+        return values
+
+    join = get
+
+    def forget(self) -> None:
+        for result in self.results:
+            result.forget()
+        self.delete()
+
+    def revoke(self, terminate: bool = False, signal: str | None = None) -> None:
+        revoke(self.app, [result.id for result in self.results], terminate=terminate, signal=signal)
+
+    def save(self) -> GroupResult:
+        """Store the group under ``celery-taskset-meta-<id>`` so any process can ``restore`` it."""
+        self.app.backend.save_group(self.id, self.as_tuple())
+        return self
+
+    def delete(self) -> None:
+        self.app.backend.delete_group(self.id)
+
+    @classmethod
+    def restore(cls, group_id: str, app: Celeriac | None = None) -> GroupResult | None:
+        """The group saved under ``group_id`` (by us or by Celery), or None."""
+        if app is None:
+            from celeriac.app import current_app  # lazily: app imports this module
+
+            app = current_app()
+        saved = app.backend.get_group(group_id)
+        if saved is None:
+            return None
+        restored = _result_from_tuple(saved, app)
+        results = restored if isinstance(restored, list) else [restored]
+        return cls(group_id, results, app=app)
 
 
 def _decode_result(meta: dict[str, Any]) -> Any:
