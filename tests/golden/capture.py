@@ -25,11 +25,11 @@ OUTPUT = HERE / "celery-5.7-messages.json"
 
 
 def _envelope_record(raw: bytes, list_key: str) -> dict[str, Any]:
-    from golden.cases import normalise_envelope
+    from golden.cases import body_record, normalise_envelope
 
     envelope = json.loads(raw)
-    body = base64.b64decode(envelope.pop("body")).decode("utf-8")
-    return {"list_key": list_key, "envelope": normalise_envelope(envelope), "body": body}
+    body = base64.b64decode(envelope.pop("body"))
+    return {"list_key": list_key, "envelope": normalise_envelope(envelope), **body_record(body, envelope["headers"])}
 
 
 def _only_message(client: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Task ids are fixed so the captured messages need no id normalisation.
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from datetime import datetime, timezone
@@ -38,6 +39,7 @@ CASES: dict[str, tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = 
                                          "subtask_type": None, "immutable": False}}),
     "link_error": (ADD, (1, 1), {}, {"link_error": {"task": ON_ERROR, "args": [], "kwargs": {}, "options": {},
                                                      "subtask_type": None, "immutable": False}}),
+    "compression_gzip": (ADD, (1, 1), {}, {"compression": "gzip"}),
     "typed_args": (
         ADD,
         (datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=timezone.utc), Decimal("1.50"),
@@ -74,3 +76,16 @@ def normalise_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     if "origin" in properties:
         properties["origin"] = NORMALISED
     return {**envelope, "headers": headers, "properties": properties}
+
+
+def body_record(body: bytes, headers: dict[str, Any]) -> dict[str, str]:
+    """The body as stored in the fixtures: text, or base64 when compressed (binary)."""
+    if headers.get("compression"):
+        return {"body_base64": base64.b64encode(body).decode("ascii")}
+    return {"body": body.decode("utf-8")}
+
+
+def record_body_bytes(record: dict[str, Any]) -> bytes:
+    if "body_base64" in record:
+        return base64.b64decode(record["body_base64"])
+    return str(record["body"]).encode("utf-8")

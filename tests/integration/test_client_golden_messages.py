@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from celeriac import Celeriac, signature
-from golden.cases import CASES, SEND_TASK_UNREGISTERED, normalise_envelope
+from golden.cases import CASES, SEND_TASK_UNREGISTERED, body_record, normalise_envelope
 from servers import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -37,8 +37,12 @@ def only_message(client: Any) -> dict[str, Any]:
     assert len(lists) == 1
     assert client.llen(lists[0]) == 1
     envelope = json.loads(client.lindex(lists[0], 0))
-    body = base64.b64decode(envelope.pop("body")).decode("utf-8")
-    return {"list_key": lists[0].decode("utf-8"), "envelope": normalise_envelope(envelope), "body": body}
+    body = base64.b64decode(envelope.pop("body"))
+    return {
+        "list_key": lists[0].decode("utf-8"),
+        "envelope": normalise_envelope(envelope),
+        **body_record(body, envelope["headers"]),
+    }
 
 
 def test_apply_async_writes_the_same_list_element_as_celery_for_every_golden_case(redis_server: RedisServer) -> None:

@@ -130,3 +130,16 @@ def test_hybrid_message_headers_override_body_fields() -> None:
     body = {"task": "t.old", "id": "h", "args": [1], "kwargs": {}}
     request = decode_task_message(raw(body, headers={"id": "h", "retries": 4}), ACCEPT)
     assert (request.task, request.retries) == ("t.old", 4)
+
+
+def test_compressed_message_round_trips_with_kombus_compression_header() -> None:
+    message = build_task_message("id", "t", (1,), headers={"h": 1}, compression="gzip")
+    assert list(message.headers)[-2:] == ["h", "compression"]
+    assert message.headers["compression"] == "application/x-gzip"
+    assert decode_task_message(message, ACCEPT).args == (1,)
+
+
+def test_body_that_does_not_decompress_is_malformed() -> None:
+    message = raw([[1], {}, {}], headers={"task": "t", "id": "x", "compression": "application/x-gzip"})
+    with pytest.raises(MalformedMessage, match="does not decompress"):
+        decode_task_message(message, ACCEPT)

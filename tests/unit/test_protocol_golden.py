@@ -11,6 +11,7 @@ import pytest
 from celeriac.message import Message
 from celeriac.protocol import TaskRequest, build_task_message, decode_task_message
 from celeriac.serialization import accept_set
+from golden.cases import record_body_bytes
 
 GOLDEN = json.loads((Path(__file__).resolve().parent.parent / "golden" / "celery-5.7-messages.json").read_text())
 MESSAGES: dict[str, dict[str, Any]] = {**GOLDEN["client"], "worker_retry": GOLDEN["worker"]["worker_retry"]}
@@ -24,7 +25,7 @@ def as_message(record: dict[str, Any]) -> Message:
     return Message(
         dict(envelope["headers"]),
         properties,
-        record["body"].encode("utf-8"),
+        record_body_bytes(record),
         envelope["content-type"],
         envelope["content-encoding"],
     )
@@ -54,10 +55,11 @@ def reencode(request: TaskRequest) -> Message:
         origin=request.origin,
         ignore_result=request.ignore_result,
         reply_to=request.reply_to or "",
-        headers=request.custom_headers,
+        headers={k: v for k, v in request.custom_headers.items() if k != "compression"},
         stamped_headers=request.stamped_headers,
         stamps=request.stamps,
         replaced_task_nesting=request.replaced_task_nesting,
+        compression="gzip" if "compression" in headers else None,
     )
 
 

@@ -373,6 +373,7 @@ class Celeriac:
             serializer=serializer or self.conf.task_serializer,
             origin=options.get("origin"),
             extra_properties={"origin": options["origin"]} if options.get("origin") else None,
+            compression=options.get("compression") or self.conf.task_compression,
             stamped_headers=options.get("stamped_headers"),
             stamps=options.get("stamps"),
             replaced_task_nesting=int(options.get("replaced_task_nesting", 0)),

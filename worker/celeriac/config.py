@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "result_serializer": "json",
     "accept_content": ["json"],
     "result_accept_content": None,  # None: same as accept_content
+    "task_compression": None,  # gzip (zlib framing, as kombu), bzip2 or lzma
     # Routing
     "task_routes": None,
     "task_default_queue": "celery",

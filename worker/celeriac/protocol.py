@@ -17,7 +17,7 @@ from typing import Any
 
 from celeriac.exceptions import ContentDisallowed, MalformedMessage
 from celeriac.message import Message
-from celeriac.serialization import dumps, loads
+from celeriac.serialization import compress, decompress, dumps, loads
 
 REPR_MAX_CHARS = 1024
 """Celery's ``argsrepr``/``kwargsrepr`` length cap."""
@@ -128,6 +128,7 @@ def build_task_message(
     stamps: Mapping[str, Any] | None = None,
     delivery_mode: int = 2,
     extra_properties: Mapping[str, Any] | None = None,
+    compression: str | None = None,
     now: datetime | None = None,
 ) -> Message:
     """A protocol v2 task message exactly as Celery 5.7's ``apply_async`` builds it.
@@ -184,6 +185,8 @@ def build_task_message(
         properties["expiration"] = str(int(max(expires_s, 0.0) * 1000))
     embed = {"callbacks": callbacks, "errbacks": errbacks, "chain": chain, "chord": chord}
     body, content_type, content_encoding = dumps((args, kwargs, embed), serializer)
+    if compression:  # kombu appends the header after all others
+        body, header_map["compression"] = compress(body, compression)
     return Message(header_map, properties, body, content_type, content_encoding)
 
 
@@ -275,8 +278,15 @@ def decode_task_message(message: Message, accept: set[str] | frozenset[str]) -> 
     """Decode a v2, v1 or hybrid task message; :class:`MalformedMessage` says what is wrong."""
     if not isinstance(message.headers, dict):
         raise MalformedMessage("message headers are not a mapping")
+    body = message.body
+    compression = message.headers.get("compression")
+    if compression:
+        try:
+            body = decompress(body, str(compression))
+        except Exception as exc:
+            raise MalformedMessage(f"body does not decompress as {compression}: {exc}") from exc
     try:
-        payload = loads(message.body, message.content_type, accept)
+        payload = loads(body, message.content_type, accept)
     except ContentDisallowed:
         raise
     except Exception as exc:

@@ -8,8 +8,11 @@ execution. Decoding looks the content type up in the ``accept`` set first.
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import pickle
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +119,37 @@ def loads(data: bytes | str, content_type: str, accept: frozenset[str] | set[str
         raise ContentDisallowed(f"no serializer for content type {content_type!r}")
     raw = data.encode("utf-8") if isinstance(data, str) else data
     return chosen.loads(raw)
+
+
+# Compression, kombu's way: the ``compression`` header names the MIME type. Note that
+# kombu's "gzip" is zlib framing (RFC 1950), not RFC 1952 gzip.
+_COMPRESSORS: dict[str, tuple[str, Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
+    "application/x-gzip": ("application/x-gzip", zlib.compress, zlib.decompress),
+    "application/x-bz2": ("application/x-bz2", bz2.compress, bz2.decompress),
+    "application/x-lzma": ("application/x-lzma", lzma.compress, lzma.decompress),
+}
+_COMPRESSION_ALIASES = {
+    "gzip": "application/x-gzip", "zlib": "application/x-gzip",
+    "bzip2": "application/x-bz2", "bzip": "application/x-bz2",
+    "lzma": "application/x-lzma", "xz": "application/x-lzma",
+}  # fmt: skip
+
+
+def compress(body: bytes, method: str) -> tuple[bytes, str]:
+    """Compress ``body`` with ``gzip``/``zlib``, ``bzip2`` or ``lzma``; returns ``(body, header value)``."""
+    found = _COMPRESSORS.get(_COMPRESSION_ALIASES.get(method, method))
+    if found is None:
+        raise SerializationError(f"unknown compression {method!r}; use gzip, bzip2 or lzma")
+    mime, encode, _ = found
+    return encode(body), mime
+
+
+def decompress(body: bytes, content_type: str) -> bytes:
+    """Undo :func:`compress` given the ``compression`` header value."""
+    found = _COMPRESSORS.get(content_type)
+    if found is None:
+        raise SerializationError(f"unsupported compression {content_type!r}")
+    return found[2](body)
 
 
 # Our exceptions that have a Celery namesake are stored under celery.exceptions, so a
