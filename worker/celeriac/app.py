@@ -66,7 +66,7 @@ class TaskRegistry(dict[str, Task]):
 
 
 _apps: weakref.WeakSet[Celeriac] = weakref.WeakSet()
-_current: list[Celeriac] = []
+_current: list[Celeriac] = []  # at most one: the current app
 _shared: list[Callable[[Celeriac], Task]] = []
 _lock = threading.RLock()
 
@@ -115,7 +115,7 @@ class Celeriac:
         with _lock:
             _apps.add(self)
             if set_as_current:
-                _current.append(self)
+                _current[:] = [self]
             for make in _shared:
                 make(self)
 
