@@ -217,3 +217,14 @@ def test_group_results_saved_by_either_side_are_restored_by_the_other(redis_serv
     assert (restored.get(timeout=5), restored.ready(), restored.completed_count()) == ([10, 0], True, 2)
     assert GroupResult.restore("missing", app=app) is None
     app.close()
+
+
+def test_results_are_stored_again_after_redis_restarts(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url)
+    backend.store_result("before", 1, states.SUCCESS)
+    redis_server.restart()  # the server forgets its script cache: NOSCRIPT must be recovered from
+    backend.store_result("after", 2, states.SUCCESS)
+    with backend.client.pipeline(transaction=False) as pipe:
+        backend.store_result("piped", 3, states.SUCCESS, pipe=pipe)
+        pipe.execute()
+    assert [backend.get_meta(t)["result"] for t in ("after", "piped")] == [2, 3]

@@ -41,6 +41,11 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 """
 
+_STORE_SCRIPT_WIRE = "\n".join(
+    line.strip() for line in _STORE_SCRIPT.splitlines() if line.strip() and not line.strip().startswith("--")
+)
+"""The script as sent: comments stripped, since pipelines send it whole with every EVAL."""
+
 MAX_VALUE_BYTES = 512 * 1024 * 1024
 """Redis's limit on a string value."""
 
@@ -166,15 +171,17 @@ class RedisBackend:
 
     def _queue_store(self, pipe: Any, key: str, document: bytes, ttl_s: int) -> None:
         if pipe is not None:
-            pipe.eval(_STORE_SCRIPT, 1, key, document, ttl_s)
+            # EVAL, not EVALSHA: a pipeline cannot recover from NOSCRIPT after a Redis restart.
+            pipe.eval(_STORE_SCRIPT_WIRE, 1, key, document, ttl_s)
             return
         try:
             if self._store_sha is None:
-                self._store_sha = str(self.client.script_load(_STORE_SCRIPT))
+                self._store_sha = str(self.client.script_load(_STORE_SCRIPT_WIRE))
             try:
                 self.client.evalsha(self._store_sha, 1, key, document, ttl_s)
             except redis.exceptions.NoScriptError:
-                self.client.eval(_STORE_SCRIPT, 1, key, document, ttl_s)
+                self._store_sha = None
+                self.client.eval(_STORE_SCRIPT_WIRE, 1, key, document, ttl_s)
         except redis.exceptions.ConnectionError as exc:
             raise BackendError(f"cannot store result in {self._where()}: {exc}") from exc
 
