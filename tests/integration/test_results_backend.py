@@ -228,3 +228,19 @@ def test_results_are_stored_again_after_redis_restarts(redis_server: RedisServer
         backend.store_result("piped", 3, states.SUCCESS, pipe=pipe)
         pipe.execute()
     assert [backend.get_meta(t)["result"] for t in ("after", "piped")] == [2, 3]
+
+
+def test_get_survives_a_redis_restart_while_waiting(redis_server: RedisServer) -> None:
+    app = Celeriac("restart", backend=redis_server.url, set_as_current=False)
+    client = redis_server.client()
+    outcome: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: outcome.update(value=app.AsyncResult("r1").get(timeout=60)))
+    waiter.start()
+    subscribed = lambda: client.pubsub_numsub("celery-task-meta-r1")[0][1] == 1  # noqa: E731
+    wait_until(subscribed, 10, "the waiter to subscribe")
+    redis_server.restart()
+    wait_until(subscribed, 30, "the waiter to subscribe again after the restart")
+    RedisBackend(redis_server.url).store_result("r1", "made it", states.SUCCESS)
+    waiter.join(timeout=60)
+    assert outcome == {"value": "made it"}
+    app.close()

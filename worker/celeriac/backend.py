@@ -220,30 +220,45 @@ class RedisBackend:
 
         A ready result costs one GET. Otherwise this thread's long-lived subscriber
         subscribes to the key's channel and GETs again (a result stored in between is seen
-        by that GET, a later one arrives as a message). Raises :class:`TimeoutError`.
+        by that GET, a later one arrives as a message). A lost connection is reopened up
+        to :attr:`WAIT_RECONNECTS` times within the timeout. Raises :class:`TimeoutError`.
         """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        failures = 0
+        while True:
+            try:
+                return self._wait_once(task_id, deadline, timeout_s)
+            except BackendError:
+                failures += 1
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                if failures > self.WAIT_RECONNECTS or out_of_time:
+                    raise
+                time.sleep(min(0.05 * 2**failures, 1.0))  # back off before reconnecting
+
+    WAIT_RECONNECTS = 5
+    """How many lost connections one ``wait_for`` survives (Redis restarts, failovers)."""
+
+    def _wait_once(self, task_id: str, deadline: float | None, timeout_s: float | None) -> dict[str, Any]:
         meta = self.get_meta(task_id)
         if meta["status"] in states.READY_STATES:
             return meta
         key = self.key_for(task_id)
         channel = key.encode("utf-8")
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         pubsub = self._pubsub()
         try:
             pubsub.subscribe(key)
-            try:
-                meta = self.get_meta(task_id)
-                while meta["status"] not in states.READY_STATES:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        state = meta["status"]
-                        raise TimeoutError(f"task {task_id} not ready after {timeout_s}s (state {state})")
-                    message = pubsub.get_message(timeout=1.0 if remaining is None else min(remaining, 1.0))
-                    # Messages for keys this thread waited on before may still arrive: skip them.
-                    if message is not None and message.get("type") == "message" and message["channel"] == channel:
-                        meta = self.decode(message["data"], task_id)
-            finally:
-                pubsub.unsubscribe(key)
+            meta = self.get_meta(task_id)
+            while meta["status"] not in states.READY_STATES:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    pubsub.unsubscribe(key)
+                    state = meta["status"]
+                    raise TimeoutError(f"task {task_id} not ready after {timeout_s}s (state {state})")
+                message = pubsub.get_message(timeout=1.0 if remaining is None else min(remaining, 1.0))
+                # Messages for keys this thread waited on before may still arrive: skip them.
+                if message is not None and message.get("type") == "message" and message["channel"] == channel:
+                    meta = self.decode(message["data"], task_id)
+            pubsub.unsubscribe(key)
         except (redis.exceptions.ConnectionError, BackendError) as exc:
             self._drop_pubsub()
             raise BackendError(f"lost {self._where()} while waiting for {task_id}: {exc}") from exc
