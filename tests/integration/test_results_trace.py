@@ -185,3 +185,15 @@ def test_request_inside_the_task_carries_the_message_fields(app: Celeriac) -> No
     execute(app, "i-1", "introspect", (), retries=2, root_id="r", parent_id="p", time_limit=9, headers={"trace": "t"})
     assert seen == {"id": "i-1", "retries": 2, "root": "r", "parent": "p", "host": "worker@test", "queue": "celery",
                     "limits": (9, None), "trace": "t", "eager": False}  # fmt: skip
+
+
+def test_bare_retry_exception_is_recorded_but_not_republished(app: Celeriac, redis_server: RedisServer) -> None:
+    from celeriac import Retry
+
+    @app.task(name="bare_retry")
+    def bare_retry() -> None:
+        raise Retry("handled elsewhere")
+
+    execute(app, "bare-1", "bare_retry", ())
+    assert app.backend.get_meta("bare-1")["status"] == states.RETRY
+    assert queued(redis_server.client()) == []

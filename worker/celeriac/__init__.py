@@ -4,6 +4,7 @@
 Celery: the names, settings and wire formats are Celery's.
 """
 
+from celeriac import states
 from celeriac.app import Celeriac, Celery, current_app, shared_task
 from celeriac.exceptions import (
     CeleriacError,
@@ -38,4 +39,5 @@ __all__ = [
     "current_app",
     "shared_task",
     "signature",
+    "states",
 ]

@@ -188,8 +188,9 @@ def apply_outcome(
                     app.backend.store_result(step_id, outcome.retval, states.FAILURE, outcome.traceback, pipe=pipe)
         _send_errbacks(app, request, outcome, follow)
     elif outcome.state == states.RETRY:
-        _republish_retry(app, request, outcome, delivery_info)
-        children.append([[request.id, None], None])  # Celery lists the republished self as a child
+        if outcome.retry is not None:  # a bare ``raise Retry()`` is only recorded, as in Celery
+            _republish_retry(app, request, outcome, delivery_info)
+            children.append([[request.id, None], None])  # Celery lists the republished self as a child
         if store and not ignored:
             app.backend.store_result(request.id, outcome.retval, states.RETRY, outcome.traceback, stored, pipe)
 
