@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from celeriac.app import Celeriac, resolve_route
+from celeriac.app import Celeriac
+from celeriac.routing import resolve_route
 
 
 def route(routes: Any, name: str) -> dict[str, Any]:

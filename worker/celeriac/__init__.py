@@ -16,7 +16,8 @@ from celeriac.exceptions import (
     TimeLimitExceeded,
 )
 from celeriac.result import AsyncResult, EagerResult, GroupResult
-from celeriac.task import Signature, Task, signature
+from celeriac.signature import Signature, signature
+from celeriac.task import Task
 
 __version__ = "0.1.0"
 

@@ -7,10 +7,8 @@ process, so an app imported before a fork works in the child.
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import os
-import re
 import threading
 import uuid
 import weakref
@@ -20,10 +18,12 @@ from typing import Any, TypeVar, overload
 
 from celeriac import protocol
 from celeriac.backend import RedisBackend
-from celeriac.config import Settings, as_seconds, load_object
+from celeriac.config import Settings, as_seconds
 from celeriac.exceptions import NotRegistered
 from celeriac.result import AsyncResult, revoke
-from celeriac.task import Task, current_task, signature_list
+from celeriac.routing import resolve_route
+from celeriac.signature import signature_list
+from celeriac.task import Task, current_task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -423,39 +423,3 @@ def shared_task(*args: Any, **options: Any) -> Any:
     if len(args) == 1 and callable(args[0]) and not options:
         return decorate(args[0])
     return decorate
-
-
-# Routing (task_routes): dicts with glob or regex keys, callables, or a list of those.
-def resolve_route(
-    routes: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
-) -> dict[str, Any]:
-    """The first route that matches ``name``, as a dict; ``{}`` when none does.
-
-    A route value may be a queue name or a dict of options. Callables are called as
-    Celery calls them: ``(name, args, kwargs, options, task=None)``.
-    """
-    if not routes:
-        return {}
-    for router in routes if isinstance(routes, (list, tuple)) else [routes]:
-        found = _match(router, name, args, kwargs, options)
-        if found is not None:
-            return {"queue": found} if isinstance(found, str) else dict(found)
-    return {}
-
-
-def _match(router: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
-    if isinstance(router, str):
-        router = load_object(router)
-    if callable(router) and not isinstance(router, Mapping):
-        return router(name, args, kwargs, options, task=None)
-    if isinstance(router, Mapping):
-        if name in router:
-            return router[name]
-        for pattern, value in router.items():
-            if isinstance(pattern, re.Pattern):
-                if pattern.match(name):
-                    return value
-            elif fnmatch.fnmatchcase(name, pattern):
-                return value
-        return None
-    raise TypeError(f"task_routes entries must be dicts or callables, got {type(router).__name__}")

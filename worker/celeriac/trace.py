@@ -24,16 +24,8 @@ from celeriac import states
 from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.protocol import TaskRequest
 from celeriac.result import EagerResult
-from celeriac.task import (
-    Context,
-    Signature,
-    Task,
-    current_task,
-    pop_request,
-    push_request,
-    signature,
-    signature_list,
-)
+from celeriac.signature import Signature, signature, signature_list
+from celeriac.task import Context, Task, current_task, pop_request, push_request
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
