@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -126,5 +127,17 @@ def test_celery_worker_obeys_our_revoke_broadcast(app: Celeriac, celery_worker: 
     result = app.send_task("golden.add", (1, 1), countdown=3600)
     result.revoke()
     with pytest.raises(TaskRevokedError):
+        result.get(timeout=30)
+    assert result.state == states.REVOKED
+
+
+def test_celery_worker_honours_our_countdown(app: Celeriac, celery_worker: Any) -> None:
+    result = app.send_task("golden.add", (20, 22), countdown=0.5)
+    assert result.get(timeout=30) == 42
+
+
+def test_celery_worker_revokes_our_already_expired_call(app: Celeriac, celery_worker: Any) -> None:
+    result = app.send_task("golden.add", (1, 1), expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    with pytest.raises(TaskRevokedError, match="expired"):
         result.get(timeout=30)
     assert result.state == states.REVOKED
