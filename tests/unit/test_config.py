@@ -62,3 +62,9 @@ def test_durations_accept_seconds_or_timedelta() -> None:
     assert as_seconds(0, "x") is None
     with pytest.raises(ImproperlyConfigured, match="result_expires must be seconds"):
         as_seconds("1h", "result_expires")
+
+
+def test_mutable_defaults_are_not_shared_between_apps() -> None:
+    first, second = Settings(), Settings()
+    first.broker_transport_options["visibility_timeout"] = 10
+    assert second.broker_transport_options == {}

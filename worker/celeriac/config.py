@@ -8,6 +8,7 @@ are kept (Celery apps carry their own settings) but never change Celeriac's beha
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -85,7 +86,7 @@ class Settings(MutableMapping[str, Any]):
     """Celery-named settings: defaults, then code (``update``/assignment), then env overrides."""
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
-        object.__setattr__(self, "_values", dict(DEFAULTS))
+        object.__setattr__(self, "_values", copy.deepcopy(DEFAULTS))  # no shared mutable defaults
         if values:
             self.update(values)
 
