@@ -215,7 +215,7 @@ def test_celery_revoke_terminate_kills_a_running_task_on_a_celeriac_worker(
     peer = Celery("peer", broker=url, backend=url)
     client = redis_server.client()
     try:
-        result = peer.send_task("hold.hold", ["never"], queue="hq")
+        task_id = peer.send_task("hold.hold", ["never"], queue="hq").id
         deadline = time.monotonic() + 60
         running: list[object] = []
         while not running:
@@ -223,11 +223,16 @@ def test_celery_revoke_terminate_kills_a_running_task_on_a_celeriac_worker(
             assert time.monotonic() < deadline, "the task never started"
             replies = broadcast(client, "active", destination=["celeriac@rv"], timeout_s=0.5)
             running = replies[0]["celeriac@rv"] if replies else []  # type: ignore[assignment]
-        peer.control.revoke(result.id, terminate=True, signal="SIGKILL")
-        while result.state != "REVOKED":
-            assert time.monotonic() < deadline, f"task state stayed {result.state}"
+        peer.control.revoke(task_id, terminate=True, signal="SIGKILL")
+        meta: dict[str, object] = {}
+        while meta.get("status") != "REVOKED":
+            assert time.monotonic() < deadline, f"task meta stayed {meta}"
             time.sleep(0.05)
-        assert repr(result.result) == "TaskRevokedError('terminated')"
+            raw = client.get(keys.task_meta(task_id))
+            meta = json.loads(raw) if raw else {}
+        assert meta["result"] == {
+            "exc_type": "TaskRevokedError", "exc_message": ["terminated"], "exc_module": "celery.exceptions"
+        }
         assert broadcast(client, "ping", destination=["celeriac@rv"]) == [{"celeriac@rv": {"ok": "pong"}}]
     finally:
         stop_process(worker)
