@@ -197,3 +197,15 @@ def test_bare_retry_exception_is_recorded_but_not_republished(app: Celeriac, red
     execute(app, "bare-1", "bare_retry", ())
     assert app.backend.get_meta("bare-1")["status"] == states.RETRY
     assert queued(redis_server.client()) == []
+
+
+def test_a_return_value_json_cannot_carry_fails_the_task_instead_of_losing_it(
+    app: Celeriac, redis_server: RedisServer
+) -> None:
+    @app.task(name="returns_object")
+    def returns_object() -> object:
+        return object()
+
+    execute(app, "unencodable", "returns_object", ())
+    meta = app.backend.get_meta("unencodable")
+    assert (meta["status"], meta["result"]["exc_type"]) == (states.FAILURE, "SerializationError")

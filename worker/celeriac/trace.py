@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
-from celeriac.exceptions import Ignore, Reject, Retry
+from celeriac.exceptions import Ignore, Reject, Retry, SerializationError
 from celeriac.protocol import TaskRequest
 from celeriac.result import EagerResult
 from celeriac.signature import Signature, signature, signature_list
@@ -161,13 +161,20 @@ def apply_outcome(
     if priority is not None:
         follow["priority"] = priority
     if outcome.state == states.SUCCESS:
-        children.extend(_send_callbacks(app, request, outcome.retval, follow))
-        if request.chain:
-            rest = [signature(item, app) for item in request.chain]
-            next_step = rest.pop()
-            children.append(next_step.apply_async((outcome.retval,), chain=rest or None, **follow).as_tuple())
-        if store and not ignored:
-            app.backend.store_result(request.id, outcome.retval, states.SUCCESS, request=stored, pipe=pipe)
+        try:
+            children.extend(_send_callbacks(app, request, outcome.retval, follow))
+            if request.chain:
+                rest = [signature(item, app) for item in request.chain]
+                next_step = rest.pop()
+                children.append(next_step.apply_async((outcome.retval,), chain=rest or None, **follow).as_tuple())
+            if store and not ignored:
+                app.backend.store_result(request.id, outcome.retval, states.SUCCESS, request=stored, pipe=pipe)
+        except SerializationError as exc:
+            # A return value the serializer cannot carry fails the task (Celery: EncodeError).
+            logger.error("task %s[%s] returned a value that cannot be stored: %s", request.task, request.id, exc)
+            failed = Outcome(states.FAILURE, exc, _format_traceback(exc), outcome.runtime_s, outcome.children)
+            apply_outcome(app, task, request, failed, delivery_info=delivery_info, hostname=hostname, store=store,
+                          pipe=pipe)  # fmt: skip
     elif outcome.state == states.FAILURE:
         store_errors = store and (
             not ignored or bool(task.option("store_errors_even_if_ignored", "task_store_errors_even_if_ignored"))
