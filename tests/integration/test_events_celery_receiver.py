@@ -135,3 +135,26 @@ def test_task_events_are_sent_as_one_task_multi_list(redis_server: RedisServer) 
     assert list(body[0])[:4] == ["hostname", "utcoffset", "pid", "clock"]
     assert list(body[0])[-2:] == ["timestamp", "type"]
     pubsub.close()
+
+
+def test_a_full_buffer_is_published_by_the_events_thread_in_batches_of_the_limit(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_server.client()
+    pubsub = client.pubsub()
+    pubsub.psubscribe("/0.celeryev/task.*")
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"
+    state = WorkerState("celeriac@host4", ["celery"], 1)
+    dispatcher = EventDispatcher(client, state, buffer_limit=4, flush_interval_s=60.0, heartbeat_interval_s=60.0)
+    dispatcher.start()
+    for number in range(4):
+        state.on_received({"id": f"t{number}", "name": "proj.add"})
+    message = pubsub.get_message(timeout=10)
+    _, body = decode_envelope(message["data"])
+    assert [event["uuid"] for event in body] == ["t0", "t1", "t2", "t3"]
+    state.on_received({"id": "t4", "name": "proj.add"})
+    dispatcher.stop()
+    _, rest = decode_envelope(pubsub.get_message(timeout=10)["data"])
+    assert [event["uuid"] for event in rest] == ["t4"]
+    pubsub.close()
+    client.close()

@@ -204,6 +204,7 @@ class EventDispatcher:
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def event(self, type_: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -225,16 +226,19 @@ class EventDispatcher:
                 self._buffer.append(event)
                 full = len(self._buffer) >= self.buffer_limit
             if full:
-                self.flush()
+                if self._thread is not None:
+                    self._wake.set()  # the events thread publishes; the engine never waits on I/O
+                else:
+                    self.flush()
             return
         self._publish(event, type_.replace("-", "."))
 
     def flush(self) -> None:
-        """Send buffered task events as one ``task.multi`` message."""
+        """Send buffered task events as ``task.multi`` messages of at most ``buffer_limit`` events."""
         with self._lock:
             batch, self._buffer = self._buffer, []
-        if batch:
-            self._publish(batch, "task.multi")
+        for start in range(0, len(batch), self.buffer_limit):
+            self._publish(batch[start : start + self.buffer_limit], "task.multi")
 
     def worker_fields(self) -> dict[str, Any]:
         snap = self.state.snapshot()
@@ -259,6 +263,7 @@ class EventDispatcher:
         """Flush, send ``worker-offline`` and stop the thread."""
         self.state.remove_listener(self.on_state_event)
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -268,7 +273,11 @@ class EventDispatcher:
 
     def _run(self) -> None:
         next_heartbeat = time.monotonic() + self.heartbeat_interval_s
-        while not self._stop.wait(self.flush_interval_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.flush()
             if time.monotonic() >= next_heartbeat:
                 next_heartbeat += self.heartbeat_interval_s
