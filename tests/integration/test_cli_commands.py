@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,15 @@ def test_call_publishes_a_celery_message_and_prints_its_id(redis_server: RedisSe
     task_id = done.stdout.strip()
     [raw] = redis_server.client().lrange("maths", 0, -1)
     headers, body = body_of(raw)
-    assert (headers["task"], headers["id"]) == ("proj.add", task_id)
+    assert (headers["task"], headers["id"], headers["eta"]) == ("proj.add", task_id, None)
     assert body[:2] == [[2, 3], {"z": 1}]
+    before = datetime.now(timezone.utc)
+    later = celeriac(tmp_path, "-A", "proj", "call", "proj.add", "--queue", "maths", "--countdown", "3600")
+    after = datetime.now(timezone.utc)
+    assert later.returncode == 0, later.stderr
+    [raw_later, _] = redis_server.client().lrange("maths", 0, -1)
+    eta = datetime.fromisoformat(str(body_of(raw_later)[0]["eta"]))
+    assert before + timedelta(seconds=3600) <= eta <= after + timedelta(seconds=3600)
 
 
 @pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")  # inside celery 5.7
