@@ -247,6 +247,9 @@ class RedisBackend:
         pubsub = self._pubsub()
         try:
             pubsub.subscribe(key)
+            # The GET below runs on another connection: only once Redis has confirmed the
+            # subscription is a publish after that GET certain to reach us.
+            self._await_confirmation(pubsub, channel, deadline)
             meta = self.get_meta(task_id)
             while meta["status"] not in states.READY_STATES:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -264,12 +267,26 @@ class RedisBackend:
             raise BackendError(f"lost {self._where()} while waiting for {task_id}: {exc}") from exc
         return meta
 
+    SUBSCRIBE_CONFIRM_S = 10.0
+    """How long to wait for Redis to confirm a subscription before reconnecting."""
+
+    def _await_confirmation(self, pubsub: Any, channel: bytes, deadline: float | None) -> None:
+        limit = time.monotonic() + self.SUBSCRIBE_CONFIRM_S
+        if deadline is not None:
+            limit = min(limit, max(deadline, time.monotonic() + 0.5))
+        while time.monotonic() < limit:
+            message = pubsub.get_message(timeout=max(limit - time.monotonic(), 0.0))
+            # Earlier keys' unsubscribe confirmations and late messages are skipped here.
+            if message is not None and message.get("type") == "subscribe" and message["channel"] == channel:
+                return
+        raise BackendError(f"{self._where()} did not confirm the subscription to {channel.decode()}")
+
     def _pubsub(self) -> Any:
         """This thread's subscriber connection, kept between waits (a connect costs more than a wait)."""
         self.client  # noqa: B018 - resets per-process state after a fork
         pubsub = getattr(self._local, "pubsub", None)
         if pubsub is None:
-            pubsub = self._local.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._local.pubsub = self.client.pubsub()
         return pubsub
 
     def _drop_pubsub(self) -> None:
