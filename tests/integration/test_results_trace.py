@@ -209,3 +209,14 @@ def test_a_return_value_json_cannot_carry_fails_the_task_instead_of_losing_it(
     execute(app, "unencodable", "returns_object", ())
     meta = app.backend.get_meta("unencodable")
     assert (meta["status"], meta["result"]["exc_type"]) == (states.FAILURE, "SerializationError")
+
+
+def test_result_get_inside_a_running_task_is_refused(app: Celeriac) -> None:
+    @app.task(name="blocks")
+    def blocks() -> None:
+        app.AsyncResult("other").get(timeout=1)
+
+    execute(app, "blocker", "blocks", ())
+    meta = app.backend.get_meta("blocker")
+    assert (meta["status"], meta["result"]["exc_type"]) == (states.FAILURE, "RuntimeError")
+    assert "Never call result.get() within a task" in meta["result"]["exc_message"][0]

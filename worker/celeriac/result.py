@@ -137,6 +137,8 @@ class AsyncResult:
         ``interval`` is accepted for Celery compatibility and ignored: nothing polls.
         Raises :class:`celeriac.exceptions.TimeoutError` after ``timeout`` seconds.
         """
+        if disable_sync_subtasks and self._cache is None:
+            _refuse_inside_a_task()
         meta = self._cache or self.backend.wait_for(self.id, timeout)
         self._set_cache(meta)
         value = _decode_result(meta)
@@ -298,6 +300,18 @@ class GroupResult:
         restored = _result_from_tuple(saved, app)
         results = restored if isinstance(restored, list) else [restored]
         return cls(group_id, results, app=app)
+
+
+def _refuse_inside_a_task() -> None:
+    """Celery's guard: a task blocking on another task's result can deadlock the pool."""
+    from celeriac.task import current_task  # lazily: task imports this module
+
+    running = current_task()
+    if running is not None and not running[1].is_eager:
+        raise RuntimeError(
+            "Never call result.get() within a task: it can deadlock the worker. Use a callback (link) "
+            "or pass disable_sync_subtasks=False if you know the result is produced elsewhere."
+        )
 
 
 def _decode_result(meta: dict[str, Any]) -> Any:
