@@ -40,9 +40,9 @@ def _only_message(client: Any) -> dict[str, Any]:
 
 
 def capture_client(url: str, client: Any) -> dict[str, Any]:
-    from celery import signature
+    from celery import Celery, signature
 
-    from golden.cases import CASES, SEND_TASK_UNREGISTERED
+    from golden.cases import CASES, NORMALISED_TIME, SEND_TASK_UNREGISTERED, task_id
     from golden.celery_tasks import app
 
     records: dict[str, Any] = {}
@@ -58,6 +58,16 @@ def capture_client(url: str, client: Any) -> dict[str, Any]:
     task_name, args, kwargs, options = SEND_TASK_UNREGISTERED
     app.send_task(task_name, args, kwargs, **options)
     records["send_task_unregistered"] = _only_message(client)
+    client.flushdb()
+    old_format = Celery("v1", broker=url)
+    old_format.conf.task_protocol = 1  # Celery still accepts protocol 1, so must we
+    old_format.send_task("golden.add", (2, 3), {"z": 1}, task_id=task_id(91), countdown=30)
+    old_format.close()
+    v1 = _only_message(client)
+    body = json.loads(v1["body"])
+    body["eta"] = NORMALISED_TIME
+    v1["body"] = json.dumps(body)  # the same separators kombu uses
+    records["protocol_v1"] = v1
     client.flushdb()
     return records
 

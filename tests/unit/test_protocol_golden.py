@@ -14,7 +14,10 @@ from celeriac.serialization import accept_set
 from golden.cases import record_body_bytes
 
 GOLDEN = json.loads((Path(__file__).resolve().parent.parent / "golden" / "celery-5.7-messages.json").read_text())
-MESSAGES: dict[str, dict[str, Any]] = {**GOLDEN["client"], "worker_retry": GOLDEN["worker"]["worker_retry"]}
+MESSAGES: dict[str, dict[str, Any]] = {
+    **{name: record for name, record in GOLDEN["client"].items() if name != "protocol_v1"},
+    "worker_retry": GOLDEN["worker"]["worker_retry"],
+}
 TRANSPORT_PROPERTIES = ("delivery_info", "priority", "body_encoding", "delivery_tag")
 ACCEPT = accept_set(["json"])
 
@@ -120,3 +123,12 @@ def test_golden_worker_retry_carries_same_id_next_retry_count_and_self_as_parent
 def test_golden_send_task_of_unregistered_name_has_null_ignore_result() -> None:
     request = decode_task_message(as_message(MESSAGES["send_task_unregistered"]), ACCEPT)
     assert request.ignore_result is None
+
+
+def test_golden_protocol_1_message_decodes_to_the_same_call() -> None:
+    request = decode_task_message(as_message(GOLDEN["client"]["protocol_v1"]), ACCEPT)
+    assert (request.protocol, request.task, request.id, request.args, request.kwargs) == (
+        1, "golden.add", "00000000-0000-4000-8000-000000000091", (2, 3), {"z": 1},
+    )  # fmt: skip
+    assert request.eta is not None
+    assert request.eta.isoformat() == "2030-01-01T00:00:00+00:00"
