@@ -6,19 +6,12 @@ already imported here, otherwise as :class:`~celeriac.exceptions.TaskError` nami
 
 from __future__ import annotations
 
-import base64
-import itertools
 import time
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-import redis
-
-from celeriac import keys, states
-from celeriac.exceptions import CeleriacError
-from celeriac.serialization import dict_to_exception, json_text
+from celeriac import states
+from celeriac.serialization import dict_to_exception
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -332,48 +325,10 @@ def _result_from_tuple(item: Any, app: Celeriac | None) -> Any:
 
 
 # Remote control: the pidbox ``revoke`` broadcast (wire-protocol §4.1).
-_clock = itertools.count(1)
-PIDBOX_EXCHANGE = "celery.pidbox"
-
-
-def revoke_envelope(task_ids: Sequence[str], terminate: bool, signal: str | None, clock: int) -> bytes:
-    """The kombu envelope Celery publishes for ``revoke``: a fanout, no reply expected."""
-    ids: str | list[str] = task_ids[0] if len(task_ids) == 1 else list(task_ids)
-    body = {
-        "method": "revoke",
-        "arguments": {"task_id": ids, "terminate": terminate, "signal": signal},
-        "destination": None,
-        "pattern": None,
-        "matcher": None,
-    }
-    envelope = {
-        "body": base64.b64encode(json_text(body).encode("utf-8")).decode("ascii"),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {"clock": clock, "expires": 0},
-        "properties": {
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": PIDBOX_EXCHANGE, "routing_key": ""},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return str(json_text(envelope)).encode("utf-8")
-
-
 def revoke(app: Celeriac, task_id: str | Sequence[str], terminate: bool = False, signal: str | None = None) -> None:
-    """Publish a pidbox ``revoke`` on the Redis broker, as ``celery control revoke`` does."""
+    """Broadcast ``revoke`` to every worker, as ``celery control revoke`` does (Redis or AMQP broker)."""
+    from celeriac.worker.control import broadcast  # lazily: the control client is the worker package's
+
     ids = [task_id] if isinstance(task_id, str) else list(task_id)
-    url = str(app.conf.broker_url)
-    parsed = urlparse(url)
-    if parsed.scheme not in {"redis", "rediss"}:
-        raise CeleriacError(f"revoke is implemented for Redis brokers only, not {parsed.scheme}://")
-    db = int(parsed.path.lstrip("/") or 0)
-    prefix = str((app.conf.broker_transport_options or {}).get("global_keyprefix", "") or "")
-    channel = keys.fanout_channel(PIDBOX_EXCHANGE, "", db=db, prefix=prefix)
-    client: Any = redis.Redis.from_url(url)
-    try:
-        client.publish(channel, revoke_envelope(ids, terminate, signal, next(_clock)))
-    finally:
-        client.close()
+    arguments = {"task_id": ids[0] if len(ids) == 1 else ids, "terminate": terminate, "signal": signal}
+    broadcast(app, "revoke", arguments, reply=False)
