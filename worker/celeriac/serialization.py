@@ -46,11 +46,6 @@ _kombu_dumps: Callable[[Any], str] = kombu_json.dumps
 _kombu_loads: Callable[[bytes], Any] = kombu_json.loads
 
 
-def json_text(value: Any) -> str:
-    """kombu's JSON text (Python separators, ``ensure_ascii``, type markers)."""
-    return _kombu_dumps(value)
-
-
 def _json_dumps(value: Any) -> bytes:
     return _kombu_dumps(value).encode("utf-8")
 
