@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import shutil
 import sys
@@ -48,6 +49,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     try:
         yield server
     finally:
+        # Celery's AsyncResult.__del__ unsubscribes from the result channel; collect such
+        # objects while Redis still runs, or a later test pays 20 s of reconnect retries.
+        gc.collect()
         server.stop()
 
 
