@@ -1,6 +1,6 @@
 """Tasks for the real Celery worker that capture.py and the interop tests run.
 
-Broker and backend come from ``GOLDEN_REDIS_URL``.
+The backend comes from ``GOLDEN_REDIS_URL``, the broker from ``GOLDEN_BROKER_URL`` (default: the same Redis).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 
 from celery import Celery
 
-app = Celery("golden", broker=os.environ.get("GOLDEN_REDIS_URL"), backend=os.environ.get("GOLDEN_REDIS_URL"))
+REDIS_URL = os.environ.get("GOLDEN_REDIS_URL")
+app = Celery("golden", broker=os.environ.get("GOLDEN_BROKER_URL") or REDIS_URL, backend=REDIS_URL)
 app.conf.broker_connection_retry_on_startup = True
 
 

@@ -1,0 +1,64 @@
+"""Our client over a real RabbitMQ, calling a real Celery 5.7 worker (results in Redis)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from celeriac import Celeriac, states
+from servers import RedisServer, stop_process, wait_until
+
+pytestmark = pytest.mark.integration
+
+TESTS = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def queue() -> str:
+    return f"interop-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def celery_worker(
+    rabbitmq_server: Any, redis_server: RedisServer, queue: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``celery worker -P solo -Q <queue>`` consuming from RabbitMQ, storing results in Redis."""
+    log = tmp_path / "worker.log"
+    env = {**os.environ, "GOLDEN_REDIS_URL": redis_server.url, "GOLDEN_BROKER_URL": rabbitmq_server.url,
+           "PYTHONPATH": str(TESTS)}  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "celery"), "-A", "golden.celery_tasks", "worker", "-P", "solo", "-Q", queue,
+        "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "info",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        worker = subprocess.Popen(command, cwd=TESTS, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # fmt: skip
+    try:
+        wait_until(lambda: b"ready." in log.read_bytes(), 60, f"celery worker to be ready (log: {log})")
+        yield worker
+    finally:
+        stop_process(worker)
+
+
+def test_celery_worker_over_amqp_runs_our_calls_and_we_read_the_results(
+    rabbitmq_server: Any, redis_server: RedisServer, queue: str, celery_worker: Any
+) -> None:
+    app = Celeriac("client", broker=rabbitmq_server.url, backend=redis_server.url, set_as_current=False)
+    try:
+        added = app.send_task("golden.add", (2, 3), queue=queue, priority=5, headers={"trace": "x"})
+        failed = app.send_task("golden.fail", ("boom",), queue=queue)
+        retried = app.send_task("golden.retry_fast", (7,), queue=queue)
+        assert added.get(timeout=30) == 5
+        with pytest.raises(ValueError, match="boom"):
+            failed.get(timeout=30)
+        assert retried.get(timeout=30) == 14
+        assert (added.state, failed.state, retried.state) == (states.SUCCESS, states.FAILURE, states.SUCCESS)
+    finally:
+        app.close()
