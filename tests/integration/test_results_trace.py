@@ -220,3 +220,23 @@ def test_result_get_inside_a_running_task_is_refused(app: Celeriac) -> None:
     meta = app.backend.get_meta("blocker")
     assert (meta["status"], meta["result"]["exc_type"]) == (states.FAILURE, "RuntimeError")
     assert "Never call result.get() within a task" in meta["result"]["exc_message"][0]
+
+
+def test_run_and_apply_in_a_forked_child_use_the_childs_own_connections(
+    app: Celeriac, redis_server: RedisServer
+) -> None:
+    app.backend.get_meta("warm")  # the parent's connections exist before the fork
+    app.broker.depth("celery")
+    pid = os.fork()
+    if pid == 0:  # child: run a task end to end with the inherited app, then leave at once
+        code = 0
+        try:
+            execute(app, "forked", "golden.add", (20, 22), callbacks=[dict(app.tasks["golden.add"].s(1))])
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert app.backend.get_meta("forked")["result"] == 42
+    assert len(queued(redis_server.client())) == 1
+    assert app.backend.get_meta("warm")["status"] == states.PENDING  # the parent's connection still works
