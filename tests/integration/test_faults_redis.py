@@ -94,10 +94,11 @@ def test_sigterm_under_load_finishes_running_tasks_and_requeues_the_rest(
     assert len(finished) + rclient.llen("celery") == len(sent)
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_cold_shutdown_after_the_deadline_requeues_running_tasks(
-    celery_client: Celery, start_worker: Any, rclient: Any
+    celery_client: Celery, start_worker: Any, rclient: Any, pool: str
 ) -> None:
-    worker = start_worker(concurrency=1, shutdown_timeout_s=0.5)
+    worker = start_worker(concurrency=1, shutdown_timeout_s=0.5, pool=pool)
     stuck = celery_client.send_task("tests.hold", ("stuck",))
     wait_until(lambda: rclient.llen("started") == 1, "the task to start", worker=worker)
     worker.signal(signal.SIGTERM)

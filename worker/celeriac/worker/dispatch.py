@@ -53,6 +53,7 @@ class Held:
     acked: bool = False
     kill_reason: str | None = None
     started_s: float = 0.0
+    job: Job | None = None
 
     @property
     def delivery_info(self) -> dict[str, Any]:
@@ -186,6 +187,7 @@ class Dispatcher:
         soft = request.soft_time_limit or task.option("soft_time_limit", "task_soft_time_limit")
         job = Job(request, held.delivery_info, self.options.hostname, soft, hard)
         pid = self.pool.submit(job)
+        held.job = job
         held.status = "running"
         held.started_s = time.monotonic()
         self._running[request.id] = held
@@ -299,6 +301,13 @@ class Dispatcher:
         for held in reversed([h for h in self._held if h.status == "waiting"]):
             self._settle(held, self._writes.requeues)
         self._ready.clear()
+
+    def abandon_running(self) -> None:
+        """Shutdown, after the pool stopped: tasks still running (threads cannot be killed) are
+        requeued as if killed, so their messages survive the process exit."""
+        for held in list(self._running.values()):
+            if held.job is not None:
+                self.on_lost(held.job, None, shutting_down=True)
 
     def requeue_deliveries(self, deliveries: list[Delivery]) -> None:
         self._writes.requeues.extend(deliveries)

@@ -271,6 +271,7 @@ class Worker:
             if event is None:
                 break
             self._handle(event)
+        self.dispatch.abandon_running()
         self.dispatch.flush()
         self.dispatch.writer.stop()
         if self.services is not None:
