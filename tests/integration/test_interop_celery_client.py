@@ -167,3 +167,13 @@ def test_ignore_result_stores_nothing(celery_client: Celery, start_worker: Any, 
     assert marker.get(timeout=RESULT_TIMEOUT_S) == 0
     wait_until(lambda: rclient.llen("executions") == 1, "the quiet task to run")
     assert rclient.exists(f"celery-task-meta-{quiet.id}") == 0
+
+
+def test_burst_worker_drains_the_queue_and_exits(celery_client: Celery, start_worker: Any, rclient: Any) -> None:
+    for i in range(20):
+        celery_client.send_task("tests.record", (f"b{i}",), priority=9 if i % 2 else 0)
+    worker = start_worker(burst=True, fetch_timeout_s=0.2)
+    assert worker.wait(RESULT_TIMEOUT_S) == 0
+    assert sorted(strs(rclient.lrange("executions", 0, -1))) == sorted(f"b{i}" for i in range(20))
+    assert rclient.llen("celery") == 0
+    assert rclient.hlen("unacked") == 0
