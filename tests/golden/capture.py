@@ -119,6 +119,33 @@ def capture_worker(url: str, client: Any) -> dict[str, Any]:
     return records
 
 
+def capture_extended(url: str, client: Any) -> dict[str, Any]:
+    """A result stored with ``result_extended`` (name, args, kwargs, worker, retries, queue)."""
+    from celery import Celery
+
+    from golden.cases import NORMALISED, task_id
+    from servers import wait_until
+
+    env = {**os.environ, "GOLDEN_REDIS_URL": url, "PYTHONPATH": str(TESTS), "GOLDEN_RESULT_EXTENDED": "1"}
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "golden.celery_tasks", "worker", "-P", "solo",
+         "-c", "1", "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
+        cwd=TESTS, env=env, start_new_session=True,
+    )  # fmt: skip
+    app = Celery("capture", broker=url, backend=url)
+    key = f"celery-task-meta-{task_id(104)}"
+    try:
+        app.send_task("golden.add", (2, 3), {"z": 1}, task_id=task_id(104))
+        wait_until(lambda: client.get(key) is not None, 60, "celery worker to store the extended result")
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    meta = json.loads(client.get(key))
+    meta["date_done"] = NORMALISED
+    meta["worker"] = NORMALISED
+    return {"result_extended": meta}
+
+
 def main() -> None:
     sys.path.insert(0, str(TESTS))
     from servers import start_redis
@@ -128,7 +155,10 @@ def main() -> None:
         try:
             os.environ["GOLDEN_REDIS_URL"] = server.url
             client = server.client()
-            records = {"client": capture_client(server.url, client), "worker": capture_worker(server.url, client)}
+            records = {
+                "client": capture_client(server.url, client),
+                "worker": {**capture_worker(server.url, client), **capture_extended(server.url, client)},
+            }
         finally:
             server.stop()
     OUTPUT.write_text(json.dumps(records, indent=2, sort_keys=False, ensure_ascii=True) + "\n")

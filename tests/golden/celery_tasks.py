@@ -13,6 +13,7 @@ from celery import Celery
 REDIS_URL = os.environ.get("GOLDEN_REDIS_URL")
 app = Celery("golden", broker=os.environ.get("GOLDEN_BROKER_URL") or REDIS_URL, backend=REDIS_URL)
 app.conf.broker_connection_retry_on_startup = True
+app.conf.result_extended = os.environ.get("GOLDEN_RESULT_EXTENDED") == "1"
 
 
 @app.task(name="golden.add")

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,15 @@ def test_get_survives_a_redis_restart_while_waiting(redis_server: RedisServer) -
     waiter.join(timeout=60)
     assert outcome == {"value": "made it"}
     app.close()
+
+
+def test_extended_result_document_matches_celerys(redis_server: RedisServer) -> None:
+    golden = GOLDEN["worker"]["result_extended"]
+    request = types.SimpleNamespace(
+        task="golden.add", args=(2, 3), kwargs={"z": 1}, hostname="celery@host", retries=0,
+        delivery_info={"routing_key": "celery"}, group=None, parent_id=None,
+    )  # fmt: skip
+    RedisBackend(redis_server.url, extended=True).store_result(golden["task_id"], 5, states.SUCCESS, request=request)
+    meta = json.loads(redis_server.client().get(f"celery-task-meta-{golden['task_id']}"))
+    meta["date_done"] = meta["worker"] = NORMALISED
+    assert json.dumps(meta) == json.dumps(golden)
