@@ -239,3 +239,33 @@ def test_celery_revoke_terminate_kills_a_running_task_on_a_celeriac_worker(
         log.close()
         client.close()
         peer.close()
+
+
+def test_a_starting_celery_worker_learns_our_revokes_through_mingle(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    state = WorkerState("celeriac@mingle", ["celery"], 1)
+    state.revoke(["revoked-before-celery-started"])
+    client = redis_server.client()
+    responder = ControlResponder(client, state)
+    responder.start()
+    write_celery_app(tmp_path, redis_server.url)
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [CELERY, "-A", "ctlapp", "worker", "-P", "solo", "-n", "celery@mingler", "--without-gossip", "-l", "info"],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    try:
+        replies: list[dict[str, object]] = []
+        deadline = time.monotonic() + 60
+        while not replies and time.monotonic() < deadline:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            replies = broadcast(client, "revoked", destination=["celery@mingler"], timeout_s=0.5)
+        assert replies == [{"celery@mingler": ["revoked-before-celery-started"]}]
+        assert "mingle: sync with 1 nodes" in (tmp_path / "worker.log").read_text()
+    finally:
+        stop_process(worker)
+        log.close()
+        responder.stop()
+        client.close()
