@@ -269,3 +269,35 @@ def test_a_starting_celery_worker_learns_our_revokes_through_mingle(
         log.close()
         responder.stop()
         client.close()
+
+
+def test_mingle_learns_revoked_ids_from_a_running_celery_worker(redis_server: RedisServer, tmp_path: Path) -> None:
+    write_celery_app(tmp_path, redis_server.url)
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [CELERY, "-A", "ctlapp", "worker", "-P", "solo", "-n", "celery@elder", "--without-mingle",
+         "--without-gossip", "-l", "warning"],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    client = redis_server.client()
+    try:
+        replies: list[dict[str, object]] = []
+        deadline = time.monotonic() + 60
+        while not replies and time.monotonic() < deadline:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            replies = broadcast(client, "ping", destination=["celery@elder"], timeout_s=0.5)
+        broadcast(client, "revoke", {"task_id": ["old-1", "old-2"]}, reply=False)
+        def elder_revoked() -> list[str]:
+            replies = broadcast(client, "revoked", destination=["celery@elder"])
+            return sorted(replies[0]["celery@elder"]) if replies else []  # type: ignore[call-overload]
+
+        while elder_revoked() != ["old-1", "old-2"]:  # Celery keeps them as a set: any order
+            assert time.monotonic() < deadline, "the Celery worker never recorded the revokes"
+        state = WorkerState("celeriac@newcomer", ["celery"], 1)
+        assert ControlResponder(client, state).mingle(timeout_s=1.0) == 1
+        assert sorted(state.revoked_ids()) == ["old-1", "old-2"]
+    finally:
+        stop_process(worker)
+        log.close()
+        client.close()

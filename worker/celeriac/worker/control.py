@@ -220,6 +220,25 @@ class ControlResponder:
             finally:
                 pubsub.close()
 
+    def mingle(self, timeout_s: float = 1.0) -> int:
+        """Celery's startup sync: ask every node for its revoked ids and remember them.
+
+        Returns how many nodes replied. Takes ``timeout_s`` when nobody answers, so the engine
+        decides whether it is worth the start-up time (Celery does it by default).
+        """
+        replies = broadcast(self.redis, "hello", {"from_node": self.hostname, "revoked": self.state.revoked_ids()},
+                            timeout_s=timeout_s, prefix=self.prefix)
+        nodes = 0
+        for reply in replies:
+            for node, answer in reply.items():
+                if node == self.hostname or not isinstance(answer, dict):
+                    continue
+                nodes += 1
+                self.state.revoke([str(task_id) for task_id in answer.get("revoked") or []])
+                clock = answer.get("clock")
+                self.clock.adjust(clock if isinstance(clock, int) else 0)
+        return nodes
+
     def handle_raw(self, raw: bytes | str) -> Any:
         """Handle one published command; returns the reply (``None`` if not for this node)."""
         try:
