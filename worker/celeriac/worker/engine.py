@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import signal
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -30,6 +31,7 @@ from celeriac.worker.prefork import PreforkPool
 from celeriac.worker.services import Services
 from celeriac.worker.state import WorkerState
 from celeriac.worker.timers import Timers
+from celeriac.worker.writer import Writes
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,17 @@ class Worker:
 
     def _make_pool(self) -> Pool:
         if self.options.pool == "prefork":
-            return PreforkPool(self.app, self.options.concurrency, self._events.put,
+            return PreforkPool(self.app, self.options.concurrency, self._on_pool_event,
                                self.options.max_tasks_per_child)
-        return ThreadPool(self.app, self.options.concurrency, self._events.put)
+        return ThreadPool(self.app, self.options.concurrency, self._on_pool_event)
+
+    def _on_pool_event(self, event: Any) -> None:
+        """Pool threads: hand a finished task's outcome straight to the writer (its result write
+        should not wait for the engine loop), then let the engine do the bookkeeping."""
+        if isinstance(event, JobDone) and event.result.outcome is not None:
+            self.dispatch.writer.submit(Writes(results=[(event.job, event.result)]))
+            event = JobDone(event.job, replace(event.result, outcome=None))
+        self._events.put(event)
 
     # -- entry points --------------------------------------------------------------------------
 
