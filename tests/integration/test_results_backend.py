@@ -257,3 +257,14 @@ def test_extended_result_document_matches_celerys(redis_server: RedisServer) -> 
     meta = json.loads(redis_server.client().get(f"celery-task-meta-{golden['task_id']}"))
     meta["date_done"] = meta["worker"] = NORMALISED
     assert json.dumps(meta) == json.dumps(golden)
+
+
+def test_msgpack_results_round_trip_when_accepted(redis_server: RedisServer) -> None:
+    app = Celeriac("mp", backend=redis_server.url, set_as_current=False, result_serializer="msgpack",
+                   accept_content=["json", "msgpack"])  # fmt: skip
+    app.backend.store_result("mp-1", {"values": [1, 2]}, states.SUCCESS)
+    app.backend.store_result("mp-2", KeyError("k"), states.FAILURE)
+    assert app.AsyncResult("mp-1").get(timeout=5) == {"values": [1, 2]}
+    with pytest.raises(KeyError):
+        app.AsyncResult("mp-2").get(timeout=5)
+    app.close()
