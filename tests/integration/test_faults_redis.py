@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +77,32 @@ def test_sigkilled_worker_with_late_acks_task_completes_exactly_once_elsewhere(
     assert second.stop() == 0
     assert rclient.hlen("unacked") == 0
     assert rclient.llen("celery") == 0
+
+
+def test_real_celery_worker_restores_the_eta_task_our_killed_worker_held(
+    redis_server: Any, celery_client: Celery, start_worker: Any, rclient: Any, tmp_path: Path
+) -> None:
+    ours = start_worker(env={"VISIBILITY_TIMEOUT_S": "1"})
+    result = celery_client.send_task("tests.record", ("eta",), countdown=2)
+    wait_until(lambda: rclient.hlen("unacked") == 1, "our worker to hold the ETA task", worker=ours)
+    ours.kill_group()
+    # Celery scans at consumer start (then only every ~100 s): start it once the entry is overdue.
+    wait_until(lambda: time.time() - rclient.zrange("unacked_index", 0, 0, withscores=True)[0][1] > 1.5,
+               "the abandoned entry to pass the visibility timeout")
+    env = {**os.environ, "CELERY_BROKER_URL": redis_server.url, "VISIBILITY_TIMEOUT_S": "1"}
+    with (tmp_path / "celery.log").open("wb") as log:
+        peer = subprocess.Popen(
+            [str(Path(sys.executable).parent / "celery"), "-A", "celery_peer_tasks", "worker", "-P", "solo",
+             "--without-gossip", "--without-mingle", "-l", "info"],
+            cwd=Path(__file__).parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        assert result.get(timeout=RESULT_TIMEOUT_S) == "eta"
+        assert strs(rclient.lrange("executions", 0, -1)) == ["eta"]
+    finally:
+        os.killpg(peer.pid, signal.SIGTERM)
+        peer.wait(30)
+    assert rclient.hlen("unacked") == 0
 
 
 def test_sigterm_under_load_finishes_running_tasks_and_requeues_the_rest(
