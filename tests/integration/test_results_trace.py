@@ -240,3 +240,20 @@ def test_run_and_apply_in_a_forked_child_use_the_childs_own_connections(
     assert app.backend.get_meta("forked")["result"] == 42
     assert len(queued(redis_server.client())) == 1
     assert app.backend.get_meta("warm")["status"] == states.PENDING  # the parent's connection still works
+
+
+def test_a_failing_hook_does_not_change_the_outcome(app: Celeriac) -> None:
+    class Noisy(Task):
+        name = "noisy"
+
+        def run(self) -> int:
+            return 1
+
+        def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+            raise RuntimeError("hook bug")
+
+    app.register_task(Noisy)
+    with pytest.raises(RuntimeError, match="hook bug"):
+        Noisy().on_success(1, "x", (), {})
+    execute(app, "noisy-1", "noisy", ())
+    assert app.backend.get_meta("noisy-1")["status"] == states.SUCCESS

@@ -17,7 +17,7 @@ import time
 import traceback as tb_module
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
@@ -77,23 +77,31 @@ def run_task(
         task.before_start(request.id, request.args, request.kwargs)
         retval = task(*request.args, **request.kwargs)
     except Retry as exc:
-        outcome = _failed_outcome(states.RETRY, exc.exc if exc.exc is not None else None, exc, started, context)
-        outcome = Outcome(**{**outcome.__dict__, "retry": exc.sig if isinstance(exc.sig, dict) else None})
-        task.on_retry(exc.exc or exc, request.id, request.args, request.kwargs, outcome.traceback)
+        outcome = _failed_outcome(states.RETRY, exc.exc, exc, started, context)
+        outcome = replace(outcome, retry=exc.sig if isinstance(exc.sig, dict) else None)
+        _hook(task.on_retry, exc.exc or exc, request.id, request.args, request.kwargs, outcome.traceback)
     except Reject as exc:
         outcome = Outcome(states.REJECTED, exc, None, time.perf_counter() - started, requeue=exc.requeue)
     except Ignore as exc:
         outcome = Outcome(states.IGNORED, exc, None, time.perf_counter() - started)
     except Exception as exc:
         outcome = _failed_outcome(states.FAILURE, exc, exc, started, context)
-        task.on_failure(exc, request.id, request.args, request.kwargs, outcome.traceback)
+        _hook(task.on_failure, exc, request.id, request.args, request.kwargs, outcome.traceback)
     else:
         outcome = Outcome(states.SUCCESS, retval, None, time.perf_counter() - started, _children(context))
-        task.on_success(retval, request.id, request.args, request.kwargs)
+        _hook(task.on_success, retval, request.id, request.args, request.kwargs)
     finally:
         pop_request()
-    task.after_return(outcome.state, outcome.retval, request.id, request.args, request.kwargs, outcome.traceback)
+    _hook(task.after_return, outcome.state, outcome.retval, request.id, request.args, request.kwargs, outcome.traceback)
     return outcome
+
+
+def _hook(hook: Any, *args: Any) -> None:
+    """Call a task hook; a failing hook is logged and never changes the task's outcome."""
+    try:
+        hook(*args)
+    except Exception:
+        logger.exception("task hook %s raised", getattr(hook, "__qualname__", hook))
 
 
 def _failed_outcome(
@@ -114,9 +122,8 @@ def _children(context: Context) -> tuple[Any, ...]:
 
 
 def _ignored(task: Task, request: TaskRequest) -> bool:
-    if request.ignore_result is not None:
-        return bool(request.ignore_result) or bool(task.option("ignore_result", "task_ignore_result"))
-    return bool(task.option("ignore_result", "task_ignore_result"))
+    """Ignore the result if the message or the task (or the app's default) says so."""
+    return bool(request.ignore_result) or bool(task.option("ignore_result", "task_ignore_result"))
 
 
 class _StoredRequest:
