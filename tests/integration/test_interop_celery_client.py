@@ -127,6 +127,15 @@ def test_soft_time_limit_raises_inside_the_task(celery_client: Celery, start_wor
     assert result.get(timeout=RESULT_TIMEOUT_S) == "soft limit honoured"
 
 
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_soft_time_limit_reaches_python_code_on_thread_pools(
+    celery_client: Celery, start_worker: Any, pool: str
+) -> None:
+    start_worker(pool=pool)
+    result = celery_client.send_task("tests.spin_soft")
+    assert result.get(timeout=RESULT_TIMEOUT_S) == "soft limit honoured"
+
+
 def test_hard_time_limit_replaces_the_process_and_the_next_task_runs(
     celery_client: Celery, start_worker: Any
 ) -> None:

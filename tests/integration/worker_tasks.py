@@ -96,3 +96,15 @@ def pid(tag: str) -> int:
 @app.task(name="tests.quiet", ignore_result=True)
 def quiet(tag: str) -> None:
     _record(tag)
+
+
+@app.task(name="tests.spin_soft", soft_time_limit=0.3)
+def spin_soft() -> str:
+    """Busy Python code: where the threads pool's best-effort soft limit can reach the task."""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            pass
+    except SoftTimeLimitExceeded:
+        return "soft limit honoured"
+    return "ran to the end"
