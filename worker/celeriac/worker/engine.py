@@ -107,16 +107,16 @@ class Worker:
     def run(self) -> int:
         """Run until shut down; returns the process exit code (0 after a clean shutdown)."""
         self._install_signals()
-        self.dispatch.writer.start()
-        self.pool.start()
-        self.services = self._make_services()
-        self.services.start()
-        self._sweep()
-        self.consumer.start()
-        self._schedule_maintenance()
-        log.info("worker %s ready: queues %s, pool %s x%d, prefetch %d", self.hostname,
-                 ",".join(self.queues), self.options.pool, self.options.concurrency, self.prefetch_limit)
-        try:
+        try:  # whatever started is stopped again, even if a later part fails to start
+            self.dispatch.writer.start()
+            self.pool.start()
+            self.services = self._make_services()
+            self.services.start()
+            self._sweep()
+            self.consumer.start()
+            self._schedule_maintenance()
+            log.info("worker %s ready: queues %s, pool %s x%d, prefetch %d", self.hostname,
+                     ",".join(self.queues), self.options.pool, self.options.concurrency, self.prefetch_limit)
             self._loop()
         finally:
             self._shutdown()
