@@ -13,7 +13,9 @@ Consuming differs from kombu on purpose, to be fast and safe:
 * Only when the queues are empty does it block, with ``BRPOP`` over the same lists for at
   most ``timeout_s``; the message BRPOP returns is handed to the script at once, which
   records it and takes the rest of the batch. That one message per idle period shares
-  kombu's (tiny) crash window; a busy consumer never calls BRPOP at all.
+  kombu's crash window (a process crash between the BRPOP reply and the script call); a
+  lost connection there does not lose it: it is recorded on the next fetch, or pushed back
+  on close. A busy consumer never calls BRPOP at all.
 * ``ack`` removes a whole batch with one ``ZREM`` + one ``HDEL`` in one MULTI.
 * ``requeue``/``reject_to_dead_letter`` run :data:`.redis_scripts.SETTLE`, which pushes
   only if the unacked entry still exists, so a message restored by a sweep is never
@@ -92,6 +94,7 @@ class RedisBroker:
         self._claim = self.client.register_script(scripts.CLAIM_RESTORE)
         self._declared: set[str] = set()
         self._rotation = 0
+        self._carry: tuple[Any, Any] | None = None
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -175,12 +178,16 @@ class RedisBroker:
         order = self._rotated(queues)
         lists = [keys.queue_list(q, step, self.prefix) for step in keys.PRIORITY_STEPS for q in order]
         with self._errors("fetching"):
-            rows = self._run_fetch(lists, order, max_count, None, None)
+            rows = self._run_fetch(lists, order, max_count, *(self._carry or (None, None)))
+            self._carry = None
             if not rows and timeout_s > 0:
                 popped = self.client.brpop(lists, timeout=timeout_s)
                 if popped is not None:
-                    list_key, envelope = popped
-                    rows = self._run_fetch(lists, order, max_count, list_key, envelope)
+                    # Held here until the script has recorded it: if the script call fails
+                    # (connection lost), the next fetch records it, or close() pushes it back.
+                    self._carry = popped
+                    rows = self._run_fetch(lists, order, max_count, *popped)
+                    self._carry = None
         deliveries = [self._delivery(rows[i : i + 5]) for i in range(0, len(rows), 5)]
         if deliveries:
             self._rotation += 1
@@ -349,6 +356,14 @@ class RedisBroker:
             return bool(self.client.ping())
 
     def close(self) -> None:
+        """Close connections; a message popped by BRPOP but never recorded is pushed back first."""
+        if self._carry is not None:
+            list_key, envelope = self._carry
+            try:
+                self.client.rpush(list_key, envelope)
+                self._carry = None
+            except RECOVERABLE as exc:
+                log.error("could not push back a message popped from %s before closing: %s", list_key, exc)
         self.client.close()
 
 
