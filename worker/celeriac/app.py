@@ -112,6 +112,9 @@ class Celeriac:
         self._pid = os.getpid()
         self.oid = str(uuid.uuid4())
         """Client id used as ``reply_to`` (Celery uses it for the rpc backend only)."""
+        from celeriac.builtins import register_builtins  # lazily: builtins use the canvas
+
+        register_builtins(self)
         with _lock:
             _apps.add(self)
             if set_as_current:

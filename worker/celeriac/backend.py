@@ -81,6 +81,8 @@ class RedisBackend:
         options = dict(transport_options or {})
         self.prefix = keys.result_prefix(str(options.pop("global_keyprefix", "") or ""))
         self._client_options = options
+        self.transport_options: dict[str, Any] = dict(options)
+        """``result_backend_transport_options`` minus the key prefix (e.g. ``result_chord_ordered``)."""
         self._client: Any = None
         self._pid = -1
         self._store_sha: str | None = None

@@ -7,7 +7,7 @@ already imported here, otherwise as :class:`~celeriac.exceptions.TaskError` nami
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
@@ -33,7 +33,7 @@ class AsyncResult:
         self._app = app
         self._backend = backend
         self.task_name = task_name
-        self.parent = parent
+        self.parent: AsyncResult | GroupResult | None = parent
         self._cache: dict[str, Any] | None = None
 
     @property
@@ -235,6 +235,28 @@ class GroupResult:
 
     def __len__(self) -> int:
         return len(self.results)
+
+    def __iter__(self) -> Iterator[AsyncResult]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GroupResult):
+            return other.id == self.id and other.results == self.results
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def id_list(self) -> list[str]:
+        return [result.id for result in self.results]
+
+    def waiting(self) -> bool:
+        """True while any member is not ready yet."""
+        return not self.ready()
 
     def as_tuple(self) -> list[Any]:
         """Celery's form: ``[[group_id, parent|null], [member tuples...]]``."""

@@ -311,6 +311,24 @@ class Task:
 
     subtask = signature
 
+    def map(self, it: Any) -> Signature:
+        """``celery.map``: one message applying this task to every item."""
+        from celeriac.canvas import xmap  # lazily: canvas builds on signatures
+
+        return xmap(self.s(), it, app=self.app)
+
+    def starmap(self, it: Any) -> Signature:
+        """``celery.starmap``: one message applying this task to every args tuple."""
+        from celeriac.canvas import xstarmap
+
+        return xstarmap(self.s(), it, app=self.app)
+
+    def chunks(self, it: Any, n: int) -> Signature:
+        """A group of ``celery.starmap`` messages of at most ``n`` calls each."""
+        from celeriac.canvas import chunks
+
+        return chunks(self.s(), it, n, app=self.app)
+
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id, app=self.app, task_name=self.name)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.chord import on_chord_part_return
 from celeriac.exceptions import Ignore, Reject, Retry, SerializationError
 from celeriac.protocol import TaskRequest
 from celeriac.result import EagerResult
@@ -176,6 +177,8 @@ def apply_outcome(
                 children.append(next_step.apply_async((outcome.retval,), chain=rest or None, **follow).as_tuple())
             if store and not ignored:
                 app.backend.store_result(request.id, outcome.retval, states.SUCCESS, request=stored, pipe=pipe)
+            if store and request.chord:
+                on_chord_part_return(app, request, states.SUCCESS, outcome.retval)
         except SerializationError as exc:
             # A return value the serializer cannot carry fails the task (Celery: EncodeError).
             logger.error("task %s[%s] returned a value that cannot be stored: %s", request.task, request.id, exc)
@@ -188,6 +191,9 @@ def apply_outcome(
         )
         if store_errors:
             app.backend.store_result(request.id, outcome.retval, states.FAILURE, outcome.traceback, stored, pipe)
+        if store and request.chord:
+            on_chord_part_return(app, request, states.FAILURE, outcome.retval)
+        if store_errors:
             for step in request.chain or ():
                 step_id = (step.get("options") or {}).get("task_id")
                 if step_id:
@@ -218,17 +224,40 @@ def _send_callbacks(app: Celeriac, request: TaskRequest, retval: Any, follow: di
 
 
 def _send_errbacks(app: Celeriac, request: TaskRequest, outcome: Outcome, follow: dict[str, Any]) -> None:
-    for item in request.errbacks or ():
+    context = Context.from_request(request, {}, "")
+    _call_errbacks(app, request.errbacks, context, outcome.retval, outcome.traceback, follow)
+
+
+def _call_errbacks(  # noqa: PLR0917 - internal helper with the errback call's parts
+    app: Celeriac, errbacks: Any, context: Context, exc: Any, traceback: str | None, follow: dict[str, Any]
+) -> None:
+    for item in errbacks or ():
         errback = signature(item, app)
         local = app.tasks.get(errback.name)
         if local is not None and _takes_request(local):
-            context = Context.from_request(request, {}, "")
             try:
-                local(context, outcome.retval, outcome.traceback, *errback.args, **errback.kwargs)
+                local(context, exc, traceback, *errback.args, **errback.kwargs)
             except Exception:
-                logger.exception("errback %s of task %s[%s] raised", errback.name, request.task, request.id)
+                logger.exception("errback %s of task %s[%s] raised", errback.name, context.task, context.id)
             continue
-        errback.apply_async((request.id,), **follow)
+        errback.apply_async((context.id,), **follow)
+
+
+def call_errbacks(  # noqa: PLR0917 - mirrors Celery's fake-request errback call
+    app: Celeriac,
+    task_id: str,
+    task_name: str,
+    errbacks: Any,
+    exc: BaseException,
+    traceback: str | None,
+    request: Any = None,
+) -> None:
+    """Run ``errbacks`` for a task that never ran here (a chord body failed by its header)."""
+    root_id = getattr(request, "root_id", None) or task_id
+    context = Context(id=task_id, task=task_name, root_id=root_id, errbacks=errbacks, called_directly=False)
+    follow: dict[str, Any] = {"parent_id": task_id, "root_id": root_id, "add_to_parent": False}
+    callbacks = [signature(item, app) for item in signature_list(errbacks) or ()]
+    _call_errbacks(app, callbacks, context, exc, traceback, follow)
 
 
 def _takes_request(task: Task) -> bool:
