@@ -186,3 +186,18 @@ def test_burst_worker_drains_the_queue_and_exits(celery_client: Celery, start_wo
     assert sorted(strs(rclient.lrange("executions", 0, -1))) == sorted(f"b{i}" for i in range(20))
     assert rclient.llen("celery") == 0
     assert rclient.hlen("unacked") == 0
+
+
+def test_worker_consumes_every_queue_it_is_given_and_inspect_shows_running_tasks(
+    celery_client: Celery, start_worker: Any, rclient: Any
+) -> None:
+    worker = start_worker(queues=["alpha", "beta"], hostname="multi@test")
+    held = celery_client.send_task("tests.hold", ("in-alpha",), queue="alpha")
+    other = celery_client.send_task("tests.add", (2, 5), queue="beta")
+    assert other.get(timeout=RESULT_TIMEOUT_S) == 7
+    wait_until(lambda: rclient.llen("started") == 1, "the held task to start", worker=worker)
+    active = celery_client.control.inspect(timeout=5).active()
+    assert [entry["id"] for entry in active["multi@test"]] == [held.id]
+    assert active["multi@test"][0]["delivery_info"]["routing_key"] == "alpha"
+    rclient.rpush("release:in-alpha", "go")
+    assert held.get(timeout=RESULT_TIMEOUT_S) == "in-alpha"
