@@ -95,8 +95,7 @@ class chain(Signature):
             for callback in link if isinstance(link, list) else [link]:
                 tasks[0].link(callback)
         first = tasks.pop()
-        if tasks:
-            options["chain"] = [*(options.get("chain") or []), *tasks]
+        options["chain"] = [*(options.get("chain") or []), *tasks]  # Celery sends [] for the last step
         sent = first.apply_async(**options)
         return results[0] if tasks else sent
 
@@ -160,7 +159,7 @@ def prepare_steps(  # noqa: PLR0917 - mirrors Celery's prepare_steps
         if isinstance(task, group) and prev_task is not None and prev_res is not None:
             tasks.pop()
             results.pop()
-            task = chord(task, body=prev_task, app=app)
+            task = chord(task, body=prev_task, app=app, task_id=prev_res.id, root_id=root_id)
             prev_task = tasks[-1] if tasks else None
             prev_res = results[-1] if results else None
             is_last = not tasks
@@ -286,6 +285,11 @@ def _descend(task: Signature) -> int:
     return 1
 
 
+_NOT_FOR_BODY = frozenset({"parent_id", "add_to_parent", "countdown", "eta", "task_id", "group_id", "group_index",
+                           "chord"})  # fmt: skip
+"""Options of a chord call that stay with the header."""
+
+
 class chord(Signature):
     """A group (header) whose ordered results go, as one list, to a body task once all succeed."""
 
@@ -375,20 +379,20 @@ class chord(Signature):
     ) -> AsyncResult:
         """Write the chord size, send the header with the body embedded; returns the body's result."""
         args = tuple(args or ()) + tuple(self.args) if not self.immutable else tuple(self.args)
-        options = {**self.options, **options}
-        options.pop("task_id", None)
-        for key in ("group_id", "group_index", "chord"):
-            options.pop(key, None)
         header = self.tasks.clone()
         assert isinstance(header, group)
         body = self.body.clone()
-        body_options = {k: v for k, v in options.items() if k not in {"parent_id", "add_to_parent", "countdown", "eta"}}
-        for key in ("link", "link_error"):
-            extra = body_options.pop(key, None)
-            for callback in extra if isinstance(extra, list) else ([extra] if extra else []):
-                getattr(body, key)(callback)
-        body.options.update(body_options)
-        options.pop("chain", None)
+        # The body takes the call's options first, then the chord's own (Celery: apply_async, then run).
+        for source in (options, self.options):
+            for key, value in source.items():
+                if key in {"link", "link_error"}:
+                    for callback in value if isinstance(value, list) else ([value] if value else []):
+                        getattr(body, key)(callback)
+                elif key not in _NOT_FOR_BODY and (source is options or key not in options):
+                    body.options[key] = value
+        options = {**self.options, **options}
+        for key in ("task_id", "group_id", "group_index", "chord", "chain"):
+            options.pop(key, None)
         options.pop("link", None)
         options.pop("link_error", None)
         group_id = str(header.options.get("task_id") or uuid.uuid4())
