@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -162,3 +163,13 @@ def test_thousand_task_group(client: Celeriac) -> None:
 def test_thousand_task_chord(client: Celeriac, server: RedisServer) -> None:
     result = chord([sig(client, "echo", i) for i in range(1000)], sig(client, "tsum")).apply_async()
     assert result.get(timeout=60) == sum(range(1000))
+
+
+def test_expired_header_member_is_revoked_and_fails_the_chord(client: Celeriac) -> None:
+    expired = sig(client, "add", 1, 1).set(expires=datetime.now(timezone.utc) - timedelta(seconds=5))
+    expired.freeze()
+    result = chord([sig(client, "add", 2, 2), expired], sig(client, "tsum")).apply_async()
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - Celery's ChordError when celery is importable
+        result.get(timeout=TIMEOUT_S)
+    assert f"Dependency {expired.id} raised" in str(raised.value)
+    assert client.AsyncResult(str(expired.id)).state == states.REVOKED

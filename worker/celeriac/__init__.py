@@ -6,6 +6,8 @@ Celery: the names, settings and wire formats are Celery's.
 
 from celeriac import states
 from celeriac.app import Celeriac, Celery, current_app, shared_task
+from celeriac.canvas import chain, chord, chunks, group, xmap, xstarmap
+from celeriac.chord import ChordError
 from celeriac.exceptions import (
     CeleriacError,
     MaxRetriesExceededError,
@@ -16,7 +18,7 @@ from celeriac.exceptions import (
     TimeLimitExceeded,
 )
 from celeriac.result import AsyncResult, EagerResult, GroupResult
-from celeriac.signature import Signature, signature
+from celeriac.signature import Signature, maybe_signature, signature
 from celeriac.task import Task
 
 __version__ = "0.1.0"
@@ -26,6 +28,7 @@ __all__ = [
     "Celeriac",
     "CeleriacError",
     "Celery",
+    "ChordError",
     "EagerResult",
     "GroupResult",
     "MaxRetriesExceededError",
@@ -37,8 +40,15 @@ __all__ = [
     "TaskError",
     "TimeLimitExceeded",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_app",
+    "group",
+    "maybe_signature",
     "shared_task",
     "signature",
     "states",
+    "xmap",
+    "xstarmap",
 ]

@@ -283,6 +283,7 @@ class Celeriac:
                 transport_options=conf.result_backend_transport_options,
                 extended=bool(conf.result_extended),
             )
+            self._backend.app = self
         return self._backend
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ import redis
 
 from celeriac import keys, states
 from celeriac.exceptions import BackendError, TaskRevokedError, TimeoutError
+from celeriac.protocol import TaskRequest
 from celeriac.serialization import JSON, codec, dumps, exception_to_dict, loads
 
 _STORE_SCRIPT = """
@@ -87,6 +88,8 @@ class RedisBackend:
         self._pid = -1
         self._store_sha: str | None = None
         self._local = threading.local()
+        self.app: Any = None
+        """The app that opened this backend: chord members that fail outside the trace join through it."""
         codec(serializer)  # fail early on an unknown serializer
 
     @property
@@ -160,9 +163,19 @@ class RedisBackend:
         request: Any = None,
         pipe: Any = None,
     ) -> None:
-        """Store a result unless SUCCESS is already stored; into ``pipe`` if one is given."""
+        """Store a result unless SUCCESS is already stored; into ``pipe`` if one is given.
+
+        A chord member stored as FAILURE or REVOKED straight from a decoded message (revoked,
+        expired, time limit, lost worker) also joins its chord, as Celery's
+        ``mark_as_failure``/``mark_as_revoked`` do; the trace joins everything else itself.
+        """
         document = self.encode(self.meta_document(task_id, result, state, traceback, request))
         self._queue_store(pipe, self.key_for(task_id), document, self._ttl_for(state))
+        if self.app is not None and isinstance(request, TaskRequest) and request.chord:
+            if state in states.PROPAGATE_STATES:
+                from celeriac.chord import on_chord_part_return  # lazily: chord publishes through the app
+
+                on_chord_part_return(self.app, request, state, result)
 
     def store_many(self, items: Iterable[tuple[str, Any, str, str | None, Any]]) -> None:
         """Store ``(task_id, result, state, traceback, request)`` items in one round trip."""
