@@ -171,11 +171,11 @@ class RedisBackend:
         """
         document = self.encode(self.meta_document(task_id, result, state, traceback, request))
         self._queue_store(pipe, self.key_for(task_id), document, self._ttl_for(state))
-        if self.app is not None and isinstance(request, TaskRequest) and request.chord:
-            if state in states.PROPAGATE_STATES:
-                from celeriac.chord import on_chord_part_return  # lazily: chord publishes through the app
+        joins = isinstance(request, TaskRequest) and bool(request.chord) and state in states.PROPAGATE_STATES
+        if joins and self.app is not None:
+            from celeriac.chord import on_chord_part_return  # lazily: chord publishes through the app
 
-                on_chord_part_return(self.app, request, state, result)
+            on_chord_part_return(self.app, request, state, result)
 
     def store_many(self, items: Iterable[tuple[str, Any, str, str | None, Any]]) -> None:
         """Store ``(task_id, result, state, traceback, request)`` items in one round trip."""
