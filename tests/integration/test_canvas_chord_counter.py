@@ -13,7 +13,7 @@ import pytest
 from celery import Celery
 
 from celeriac import Celeriac, Signature, states
-from celeriac.chord import ChordError, on_chord_part_return, set_chord_size
+from celeriac.chord_counter import ChordError, on_chord_part_return, set_chord_size
 from celeriac.protocol import TaskRequest
 from servers import RedisServer
 

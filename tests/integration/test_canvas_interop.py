@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import subprocess
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,8 +31,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     try:
         yield redis_server
     finally:
-        gc.collect()  # Celery results unsubscribe on collection: do it while Redis still runs
+        collect_celery_leftovers()
         redis_server.stop()
+
+
+def collect_celery_leftovers() -> None:
+    """Collect Celery's client objects while Redis still runs (its results unsubscribe on collection).
+
+    Celery's client pools (and the tests' throwaway ``server.client()`` connections) leave sockets
+    for the collector to close; that ResourceWarning is about test clients, not the code under test.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +130,9 @@ def celery_client(server: RedisServer, workers: None) -> Iterator[Celery]:
     server.client().delete("ran")
     app = Celery("interop_celery_client", broker=server.url, backend=server.url, set_as_current=False)
     yield app
-    gc.collect()
+    collect_celery_leftovers()
+    app.backend.result_consumer.stop()  # Celery's close() leaves the result subscriber open
+    app.backend.client.connection_pool.disconnect()
     app.close()
 
 

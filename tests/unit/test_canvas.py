@@ -138,3 +138,23 @@ def test_plain_signature_by_name_has_no_app_task(app: Celeriac) -> None:
     sig = Signature("remote.task", (1,), app=app)
     assert sig.name == "remote.task"
     assert repr(sig) == "remote.task.s(1)"
+
+
+def test_always_eager_runs_whole_workflows_locally() -> None:
+    app = Celeriac("eager", broker="redis://127.0.0.1:1/0", set_as_current=False, task_always_eager=True,
+                   task_store_eager_result=False)  # fmt: skip
+
+    @app.task(name="e.add")
+    def add(x: int, y: int = 0) -> int:
+        return x + y
+
+    @app.task(name="e.tsum")
+    def tsum(values: list[int]) -> int:
+        return sum(values)
+
+    result = (add.s(1, 1) | add.s(2)).apply_async()
+    assert (result.get(), result.parent.get() if result.parent else None) == (4, 2)
+    assert group(add.s(1, 1), add.s(2, 2)).apply_async().get() == [2, 4]
+    assert chord([add.s(1, 1), add.s(2, 2)])(tsum.s()).get() == 6
+    assert (add.s(1, 1) | group(add.s(1), add.s(2)) | tsum.s()).delay().get() == 7
+    assert add.chunks([(1, 2), (3, 4), (5, 6)], 2).apply_async().get() == [[3, 7], [11]]

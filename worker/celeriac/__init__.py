@@ -7,7 +7,7 @@ Celery: the names, settings and wire formats are Celery's.
 from celeriac import states
 from celeriac.app import Celeriac, Celery, current_app, shared_task
 from celeriac.canvas import chain, chord, chunks, group, xmap, xstarmap
-from celeriac.chord import ChordError
+from celeriac.chord_counter import ChordError
 from celeriac.exceptions import (
     CeleriacError,
     MaxRetriesExceededError,

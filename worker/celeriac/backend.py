@@ -173,7 +173,7 @@ class RedisBackend:
         self._queue_store(pipe, self.key_for(task_id), document, self._ttl_for(state))
         joins = isinstance(request, TaskRequest) and bool(request.chord) and state in states.PROPAGATE_STATES
         if joins and self.app is not None:
-            from celeriac.chord import on_chord_part_return  # lazily: chord publishes through the app
+            from celeriac.chord_counter import on_chord_part_return  # lazily: chord publishes through the app
 
             on_chord_part_return(self.app, request, state, result)
 

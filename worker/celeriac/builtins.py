@@ -5,7 +5,7 @@ messages itself (nested canvas travels as signatures in ``embed`` and is rebuilt
 ``subtask_type``), but older clients and ``Task.replace`` do use ``celery.group`` and
 ``celery.accumulate``, and ``map``/``starmap``/``chunks`` always go out as
 ``celery.map``/``celery.starmap``/``celery.chunks``. ``celery.chord_unlock`` is not
-needed: the Redis chord counter (:mod:`celeriac.chord`) joins natively.
+needed: the Redis chord counter (:mod:`celeriac.chord_counter`) joins natively.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ builtin name (``celery.chain``, ``celery.group``, ``celery.chord``...) and whose
 (wire-protocol §1.4): a chain's first task carries the other steps, pre-frozen, in
 ``embed.chain`` reversed; a group is N messages sharing ``group``/``group_index``; a
 chord's header messages each carry the body in ``embed.chord`` after the producer wrote
-the Redis chord size (:mod:`celeriac.chord`). A group followed by another step inside a
+the Redis chord size (:mod:`celeriac.chord_counter`). A group followed by another step inside a
 chain becomes a chord with that step as its body, as in Celery.
 """
 
@@ -80,6 +80,8 @@ class chain(Signature):
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
         options = {**self.options, **options}
         args = () if self.immutable else tuple(args or ()) + tuple(self.args)
         link = options.pop("link", None)
@@ -101,6 +103,18 @@ class chain(Signature):
 
     def __call__(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
+
+    def apply(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """Run every step here, in order (Celery's ``chain.apply``, used when ``task_always_eager``)."""
+        last: AsyncResult | None = None
+        partial: tuple[Any, ...] = () if self.immutable else tuple(args or ()) + tuple(self.args)
+        for task in self.tasks:
+            result = task.clone(partial, kwargs if last is None else None).apply(**options)
+            result.parent = last
+            partial, last = (result.get(),), result
+        return last if last is not None else AsyncResult(str(uuid.uuid4()), app=self._app)
 
 
 def _is_chain_led_by_task(body: Any) -> bool:
@@ -253,6 +267,8 @@ class group(Signature):
             raise TypeError("Cannot add link to group: do that on individual tasks")
         options.pop("link", None)
         options.pop("link_error", None)
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
         options = {**self.options, **options}
         group_id = str(options.pop("task_id", None) or uuid.uuid4())
         options["group_id"] = group_id
@@ -264,7 +280,7 @@ class group(Signature):
             task.freeze(group_id=group_id, root_id=root_id, group_index=index) for index, task in enumerate(members)
         ]
         if chord_body is not None and members:
-            from celeriac.chord import set_chord_size  # lazily: chord needs the backend
+            from celeriac.chord_counter import set_chord_size  # lazily: chord needs the backend
 
             set_chord_size(self.app.backend, group_id, sum(_descend(task) for task in members))
         options.setdefault("add_to_parent", False)
@@ -274,6 +290,13 @@ class group(Signature):
 
     def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
         return self.apply_async(args, kwargs)
+
+    def apply(  # type: ignore[override]  # a group's result is a GroupResult
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> GroupResult:
+        """Run every member here (Celery's ``group.apply``, used when ``task_always_eager``)."""
+        group_id = str(self.options.get("task_id") or uuid.uuid4())
+        return GroupResult(group_id, [task.apply(args, kwargs) for task in self._unrolled()], app=self._app)
 
 
 def _descend(task: Signature) -> int:
@@ -378,6 +401,8 @@ class chord(Signature):
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
         """Write the chord size, send the header with the body embedded; returns the body's result."""
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
         args = tuple(args or ()) + tuple(self.args) if not self.immutable else tuple(self.args)
         header = self.tasks.clone()
         assert isinstance(header, group)
@@ -405,6 +430,15 @@ class chord(Signature):
         header_result = header.apply_async(args, kwargs, task_id=group_id, chord=body, **options)
         body_result.parent = header_result
         return body_result
+
+    def apply(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """Run the header here, then the body with its results (used when ``task_always_eager``)."""
+        header = self.tasks.apply(tuple(args or ()) + tuple(self.args), kwargs)
+        result = self.body.apply((header.get(),))
+        result.parent = header
+        return result
 
     def __call__(self, body: Any = None, **options: Any) -> AsyncResult:
         """``chord(header)(body)``: send now with ``body``."""
@@ -461,6 +495,11 @@ class chunks(Signature):
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> GroupResult:
         return self.group().apply_async(args, kwargs, **{**self.options, **options})
+
+    def apply(  # type: ignore[override]  # chunks return a GroupResult
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> GroupResult:
+        return self.group().apply(args, kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
         return self.apply_async(args, kwargs)

@@ -171,6 +171,15 @@ class Signature(dict[str, Any]):
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
 
+    def apply(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """Run here and now (Celery's ``apply``): an ``EagerResult``, nothing is sent."""
+        new_args, new_kwargs, opts = self._merged(args, kwargs, options)
+        result: AsyncResult = self.app.tasks[self.name].apply(new_args, new_kwargs, task_id=opts.get("task_id"),
+                                               link=opts.get("link"), link_error=opts.get("link_error"))  # fmt: skip
+        return result
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task function here, with the signature's partial arguments applied."""
         new_args, new_kwargs, _ = self._merged(args, kwargs)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
-from celeriac.chord import on_chord_part_return
+from celeriac.chord_counter import on_chord_part_return
 from celeriac.exceptions import Ignore, Reject, Retry, SerializationError
 from celeriac.protocol import TaskRequest
 from celeriac.result import EagerResult
