@@ -57,6 +57,17 @@ def _register(target: Any, runtime: str) -> None:
     def fail(*args: Any) -> None:
         raise ValueError(f"failed with {list(args)!r}")
 
+    @target.task(name="canvas.fanout")
+    def fanout(count: int) -> int:
+        """Send a group from inside a task: the group is listed in this task's ``children``."""
+        from celery import group as celery_group
+
+        from celeriac import group as our_group
+
+        make = our_group if runtime == "celeriac" else celery_group
+        make(echo.s(i) for i in range(count)).apply_async()
+        return count
+
     @target.task(name="canvas.errback")
     def errback(task_id: str) -> str:
         """An old-style errback (one argument): records the failed task's id under ``errbacks``."""

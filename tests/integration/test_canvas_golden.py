@@ -16,8 +16,8 @@ import pytest
 from celery import Celery
 from celery import canvas as celery_canvas
 
+import celeriac as ours
 from celeriac import Celeriac, Signature
-from celeriac import canvas as ours
 from servers import RedisServer
 
 pytestmark = pytest.mark.integration

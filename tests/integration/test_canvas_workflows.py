@@ -86,7 +86,7 @@ def test_chord_body_gets_ordered_header_results_and_cleans_up_keys(client: Celer
 
 def test_chunks_map_and_starmap_run_on_the_builtin_tasks(client: Celeriac) -> None:
     add = sig(client, "add")
-    from celeriac.canvas import chunks, xmap, xstarmap
+    from celeriac import chunks, xmap, xstarmap
 
     assert chunks(add, [(1, 2), (3, 4), (5, 6)], 2, app=client).apply_async().get(timeout=TIMEOUT_S) == [[3, 7], [11]]
     assert xmap(sig(client, "tsum"), [[1, 2], [3]], app=client).apply_async().get(timeout=TIMEOUT_S) == [3, 3]
@@ -173,3 +173,14 @@ def test_expired_header_member_is_revoked_and_fails_the_chord(client: Celeriac) 
         result.get(timeout=TIMEOUT_S)
     assert f"Dependency {expired.id} raised" in str(raised.value)
     assert client.AsyncResult(str(expired.id)).state == states.REVOKED
+
+
+def test_group_sent_inside_a_task_is_listed_in_its_children(client: Celeriac) -> None:
+    result = sig(client, "fanout", 3).apply_async()
+    assert result.get(timeout=TIMEOUT_S) == 3
+    [children] = client.backend.get_meta(result.id)["children"]
+    (group_id, parent), members = children
+    assert parent is None
+    assert len(members) == 3
+    restored = GroupResult(group_id, [client.AsyncResult(member[0][0]) for member in members], app=client)
+    assert restored.get(timeout=TIMEOUT_S) == [0, 1, 2]

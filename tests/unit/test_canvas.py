@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from celeriac import Celeriac, GroupResult, Signature, signature
-from celeriac.canvas import chain, chord, chunks, group, xmap, xstarmap
+from celeriac import Celeriac, GroupResult, Signature, chain, chord, chunks, group, signature, xmap, xstarmap
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ NAMES = (
 
 def register_builtins(app: Celeriac) -> None:
     """Add Celery's builtin tasks to ``app`` (no argument checking: callers are other nodes)."""
-    from celeriac import canvas  # lazily: canvas imports the app through signatures
+    from celeriac import canvas, canvas_maps  # lazily: canvas imports the app through signatures
 
     def accumulate(*args: Any, **kwargs: Any) -> Any:
         index = kwargs.get("index")
@@ -44,7 +44,7 @@ def register_builtins(app: Celeriac) -> None:
         return [run(*item) for item in it]
 
     def chunks(task: Mapping[str, Any], it: Sequence[Any], n: int) -> None:
-        canvas.chunks(task, it, n, app=app).apply_async()
+        canvas_maps.chunks(task, it, n, app=app).apply_async()
 
     def group(
         tasks: Sequence[Mapping[str, Any]],

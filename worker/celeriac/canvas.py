@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.result import AsyncResult, GroupResult
 from celeriac.signature import SUBTASK_TYPES, Signature, signature
+from celeriac.task import current_task
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -283,10 +284,14 @@ class group(Signature):
             from celeriac.chord_counter import set_chord_size  # lazily: chord needs the backend
 
             set_chord_size(self.app.backend, group_id, sum(_descend(task) for task in members))
-        options.setdefault("add_to_parent", False)
+        add_to_parent = options.pop("add_to_parent", True)
         for task in members:
-            task.apply_async(args, kwargs, chord=chord_body, **options)
-        return GroupResult(group_id, results, app=self._app)
+            task.apply_async(args, kwargs, chord=chord_body, add_to_parent=False, **options)
+        result = GroupResult(group_id, results, app=self._app)
+        parent = current_task()
+        if add_to_parent and parent is not None:
+            parent[1].children.append(result)  # listed in the caller's ``children``, as in Celery
+        return result
 
     def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
         return self.apply_async(args, kwargs)
@@ -446,65 +451,6 @@ class chord(Signature):
         return made.apply_async((), None, **options)
 
 
-class xmap(Signature):
-    """``task.map(it)``: one message running ``task(item)`` for each item (``celery.map``)."""
-
-    builtin = "celery.map"
-    kind = "xmap"
-
-    def __init__(self, task: Mapping[str, Any], it: Iterable[Any], app: Celeriac | None = None, **options: Any):
-        sig = signature(task, app)
-        super().__init__(self.builtin, (), {"task": sig, "it": list(it)}, options, self.kind, False,
-                         app or sig._app)  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any], app: Celeriac | None = None) -> Signature:
-        kw = value.get("kwargs") or {}
-        return cls(kw["task"], kw.get("it") or (), app=app, **(value.get("options") or {}))
-
-
-class xstarmap(xmap):
-    """``task.starmap(it)``: one message running ``task(*item)`` for each item (``celery.starmap``)."""
-
-    builtin = "celery.starmap"
-    kind = "xstarmap"
-
-
-class chunks(Signature):
-    """``task.chunks(it, n)``: a group of ``celery.starmap`` messages of at most ``n`` items each."""
-
-    def __init__(
-        self, task: Mapping[str, Any], it: Iterable[Any], n: int, app: Celeriac | None = None, **options: Any
-    ) -> None:
-        sig = signature(task, app)
-        super().__init__("celery.chunks", (), {"task": sig, "it": [list(i) for i in it], "n": int(n)}, options,
-                         "chunks", False, app or sig._app)  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any], app: Celeriac | None = None) -> Signature:
-        kw = value.get("kwargs") or {}
-        return cls(kw["task"], kw.get("it") or (), int(kw["n"]), app=app, **(value.get("options") or {}))
-
-    def group(self) -> group:
-        kw = self["kwargs"]
-        items, size = list(kw["it"]), int(kw["n"])
-        parts = [items[i : i + size] for i in range(0, len(items), size)]
-        return group(*(xstarmap(kw["task"], part, app=self._app) for part in parts), app=self._app)
-
-    def apply_async(  # type: ignore[override]  # chunks return a GroupResult
-        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
-    ) -> GroupResult:
-        return self.group().apply_async(args, kwargs, **{**self.options, **options})
-
-    def apply(  # type: ignore[override]  # chunks return a GroupResult
-        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
-    ) -> GroupResult:
-        return self.group().apply(args, kwargs)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
-        return self.apply_async(args, kwargs)
-
-
 def pipe(left: Signature, right: Any) -> Signature:
     """The ``|`` operator's rules (Celery's): chains flatten, ``group | x`` and ``chain(.., group) | x`` make chords."""
     if not isinstance(right, Signature):
@@ -532,4 +478,4 @@ def pipe(left: Signature, right: Any) -> Signature:
     return chain(left, right, app=left._app)
 
 
-SUBTASK_TYPES.update(chain=chain, group=group, chord=chord, xmap=xmap, xstarmap=xstarmap, chunks=chunks)
+SUBTASK_TYPES.update(chain=chain, group=group, chord=chord)

@@ -313,19 +313,19 @@ class Task:
 
     def map(self, it: Any) -> Signature:
         """``celery.map``: one message applying this task to every item."""
-        from celeriac.canvas import xmap  # lazily: canvas builds on signatures
+        from celeriac.canvas_maps import xmap  # lazily: canvas builds on signatures
 
         return xmap(self.s(), it, app=self.app)
 
     def starmap(self, it: Any) -> Signature:
         """``celery.starmap``: one message applying this task to every args tuple."""
-        from celeriac.canvas import xstarmap
+        from celeriac.canvas_maps import xstarmap
 
         return xstarmap(self.s(), it, app=self.app)
 
     def chunks(self, it: Any, n: int) -> Signature:
         """A group of ``celery.starmap`` messages of at most ``n`` calls each."""
-        from celeriac.canvas import chunks
+        from celeriac.canvas_maps import chunks
 
         return chunks(self.s(), it, n, app=self.app)
 
