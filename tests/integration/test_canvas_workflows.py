@@ -184,3 +184,15 @@ def test_group_sent_inside_a_task_is_listed_in_its_children(client: Celeriac) ->
     assert len(members) == 3
     restored = GroupResult(group_id, [client.AsyncResult(member[0][0]) for member in members], app=client)
     assert restored.get(timeout=TIMEOUT_S) == [0, 1, 2]
+
+
+def test_chord_header_member_that_is_a_chain_joins_with_its_last_step(client: Celeriac) -> None:
+    header = [sig(client, "add", 1, 1) | sig(client, "add", 1), sig(client, "add", 5, 5)]
+    assert chord(header, sig(client, "echo")).apply_async().get(timeout=TIMEOUT_S) == [3, 10]
+
+
+def test_chord_body_that_is_a_group_gives_every_member_the_results(client: Celeriac) -> None:
+    result = chord([sig(client, "echo", 1), sig(client, "echo", 2)], group(sig(client, "echo"), sig(client, "tsum")))
+    sent = result.apply_async()
+    assert isinstance(sent, GroupResult)
+    assert sent.get(timeout=TIMEOUT_S) == [[1, 2], 3]
