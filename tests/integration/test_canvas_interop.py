@@ -166,3 +166,32 @@ def test_our_nested_canvas_runs_on_a_celery_worker(client: Celeriac) -> None:
     ) == [5, 5]
     assert (s("add", 1, 1) | group(s("add", 1), s("add", 2)) | s("tsum")).apply_async().get(timeout=TIMEOUT_S) == 7
     assert chord([s("add", 1, 1), s("add", 2, 2)], s("tsum") | s("add", 10)).apply_async().get(timeout=TIMEOUT_S) == 16
+
+
+def parked_body(server: RedisServer) -> dict[str, Any]:
+    """The one chord body message waiting in the unconsumed ``parked`` queue, decoded and normalised."""
+    import base64
+    import json
+    import re
+
+    client = server.client()
+    wait_until(lambda: client.llen("parked") == 1, TIMEOUT_S, "the chord body in the parked queue")
+    envelope = json.loads(client.lpop("parked") or b"{}")
+    envelope["body"] = json.loads(base64.b64decode(envelope["body"]))
+    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", json.dumps(envelope))
+    normalised: dict[str, Any] = json.loads(re.sub(r'"origin": "[^"]*"', '"origin": "<node>"', text))
+    return normalised
+
+
+def test_chord_body_message_sent_by_our_worker_matches_the_one_celery_sends(
+    client: Celeriac, server: RedisServer
+) -> None:
+    bodies = []
+    for queue in ("theirs", "ours"):
+        header = [on(client, queue, "echo", i) for i in range(3)]
+        chord(header, on(client, "parked", "tsum")).apply_async()
+        bodies.append(parked_body(server))
+    theirs, ours = bodies
+    assert ours["body"] == theirs["body"] == [[[0, 1, 2]], {}, {"callbacks": None, "errbacks": None, "chain": None,
+                                                                 "chord": None}]  # fmt: skip
+    assert ours == theirs
