@@ -114,9 +114,10 @@ def on_chord_part_return(app: Celeriac, request: Any, state: str, result: Any) -
     token = uuid.uuid4().hex
     expires_s = backend.expires_s or 0
     ordered = bool(backend.transport_options.get("result_chord_ordered", True))
-    count, change, size, claimed = backend.client.eval(
-        JOIN_SCRIPT, 6, names["j"], names["t"], names["s"], names["d"], keys.group_meta(group_id, backend.prefix),
-        names["c"], task_id, member, 1 if ordered else 0, score, expires_s, expires_s, claim_expires_s, token,
+    count, change, size, claimed = _run(
+        backend, JOIN_SCRIPT,
+        [names["j"], names["t"], names["s"], names["d"], keys.group_meta(group_id, backend.prefix), names["c"]],
+        [task_id, member, 1 if ordered else 0, score, expires_s, expires_s, claim_expires_s, token],
     )  # fmt: skip
     if count == -1 or not size or not claimed:
         return
@@ -136,7 +137,7 @@ def on_chord_part_return(app: Celeriac, request: Any, state: str, result: Any) -
         finally:
             backend.client.delete(names["s"])  # a late copy of a header task must not fail it again
         return
-    if not backend.client.eval(EXTEND_SCRIPT, 2, names["c"], names["s"], token, claim_expires_s * 2):
+    if not _run(backend, EXTEND_SCRIPT, [names["c"], names["s"]], [token, claim_expires_s * 2]):
         logger.warning("chord %s body not sent: the dispatch claim is no longer ours", group_id)
         return
     try:
@@ -146,9 +147,14 @@ def on_chord_part_return(app: Celeriac, request: Any, state: str, result: Any) -
         chord_error(app, body, ChordError(f"Callback error: {exc!r}"), request)
     finally:
         done_expires_s = max(claim_expires_s * 2, DONE_MIN_EXPIRES_S)
-        if not backend.client.eval(CLEANUP_SCRIPT, 5, names["c"], names["j"], names["t"], names["s"], names["d"],
-                                   token, done_expires_s):  # fmt: skip
+        cleanup_keys = [names["c"], names["j"], names["t"], names["s"], names["d"]]
+        if not _run(backend, CLEANUP_SCRIPT, cleanup_keys, [token, done_expires_s]):
             logger.warning("chord %s: claim lost before cleanup; its keys are left to expire", group_id)
+
+
+def _run(backend: RedisBackend, script: str, script_keys: list[str], args: list[Any]) -> Any:
+    """EVALSHA (redis-py loads the script again after NOSCRIPT, e.g. after a Redis restart)."""
+    return backend.client.register_script(script)(keys=script_keys, args=args)
 
 
 def _unpack(backend: RedisBackend, raw: bytes) -> Any:
