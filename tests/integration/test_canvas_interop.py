@@ -195,3 +195,14 @@ def test_chord_body_message_sent_by_our_worker_matches_the_one_celery_sends(
     assert ours["body"] == theirs["body"] == [[[0, 1, 2]], {}, {"callbacks": None, "errbacks": None, "chain": None,
                                                                  "chord": None}]  # fmt: skip
     assert ours == theirs
+
+
+def test_two_hundred_member_chord_split_across_runtimes_runs_its_body_exactly_once(
+    client: Celeriac, server: RedisServer
+) -> None:
+    header = [on(client, "theirs" if i % 2 else "ours", "echo", i) for i in range(200)]
+    result = chord(header, on(client, "ours", "where")).apply_async()
+    assert result.get(timeout=60) == list(range(200))
+    assert result.parent is not None
+    assert_chord_cleaned(server, result.parent.id)
+    assert ran(server) == [f"celeriac:{list(range(200))}"]
