@@ -231,6 +231,7 @@ class RabbitMQServer:
         try:
             connection.connect()
         except Exception:  # the listener is up before the broker accepts logins
+            connection.collect()  # drop the half-open socket
             return False
         connection.close()
         return True
