@@ -21,11 +21,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from celeriac import keys
+from celeriac.exceptions import FatalError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class UsageError(Exception):
+class UsageError(FatalError):
     """Bad command-line input or configuration; the message says how to fix it."""
 
 
