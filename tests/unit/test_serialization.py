@@ -8,7 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from celeriac.exceptions import ContentDisallowed, SerializationError, TaskError, TaskRevokedError, TimeLimitExceeded
+from celeriac.exceptions import (
+    ChordError,
+    ContentDisallowed,
+    SerializationError,
+    TaskError,
+    TaskRevokedError,
+    TimeLimitExceeded,
+)
 from celeriac.serialization import JSON, PICKLE, accept_set, dict_to_exception, dumps, exception_to_dict, loads
 
 
@@ -65,6 +72,17 @@ def test_our_exceptions_with_celery_namesakes_are_stored_under_celery_exceptions
     stored = {"exc_type": "TimeLimitExceeded", "exc_message": [30], "exc_module": "celery.exceptions"}
     rebuilt = dict_to_exception(stored)
     assert isinstance(rebuilt, TimeLimitExceeded)
+
+
+def test_chord_error_round_trips_as_celerys_and_reads_back_as_ours() -> None:
+    stored = exception_to_dict(ChordError("Dependency t1 raised ValueError('x')"))
+    assert stored == {
+        "exc_type": "ChordError", "exc_message": ["Dependency t1 raised ValueError('x')"],
+        "exc_module": "celery.exceptions",
+    }  # fmt: skip
+    rebuilt = dict_to_exception(stored)
+    assert isinstance(rebuilt, ChordError)
+    assert str(rebuilt) == "Dependency t1 raised ValueError('x')"
 
 
 def test_importable_exception_types_are_rebuilt_with_their_args() -> None:

@@ -8,9 +8,9 @@ from celeriac import states
 from celeriac.app import Celeriac, Celery, current_app, shared_task
 from celeriac.canvas import chain, chord, group
 from celeriac.canvas_maps import chunks, xmap, xstarmap
-from celeriac.chord_counter import ChordError
 from celeriac.exceptions import (
     CeleriacError,
+    ChordError,
     MaxRetriesExceededError,
     Reject,
     Retry,

@@ -18,7 +18,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from celeriac import keys, states
-from celeriac.exceptions import TaskError
+from celeriac.exceptions import ChordError
 from celeriac.serialization import dict_to_exception, exception_to_dict, loads
 
 if TYPE_CHECKING:
@@ -76,16 +76,6 @@ return 0
 DONE_MIN_EXPIRES_S = 300
 """How long ``.c`` stays ``done`` at least, so late duplicates of header tasks are ignored."""
 
-
-class ChordError(TaskError):
-    """A chord's header failed (or its body could not be sent); stored as Celery's ``ChordError``."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("ChordError", "celery.exceptions", [message])
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def set_chord_size(backend: RedisBackend, group_id: str, size: int) -> None:

@@ -74,6 +74,10 @@ class TaskError(CeleriacError):
         super().__init__(f"{where}{self.exc_args!r}")
 
 
+class ChordError(CeleriacError):
+    """A chord's header failed (or its body could not be sent); stored as Celery's ``ChordError``."""
+
+
 class TaskRevokedError(CeleriacError):
     """The task was revoked (``revoked``, ``terminated`` or ``expired``)."""
 

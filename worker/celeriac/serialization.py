@@ -150,6 +150,7 @@ def decompress(body: bytes, content_type: str) -> bytes:
 # Our exceptions that have a Celery namesake are stored under celery.exceptions, so a
 # Celery reader rebuilds its own type; and read back as ours when Celery stored them.
 _CELERY_NAMESAKES = (
+    "ChordError",
     "TaskRevokedError",
     "NotRegistered",
     "SoftTimeLimitExceeded",
