@@ -1,7 +1,9 @@
 """Fixtures shared by every test tier.
 
 ``redis_server``: a real ``redis-server`` per test (function scope) on a free loopback port.
-``control_plane``: the local Kubernetes control plane (session scope), see ``tests/k8s``.
+``rabbitmq_server``: a private RabbitMQ node (session scope) with its own epmd, cookie and ports.
+``control_plane``: the local Kubernetes control plane (session scope), with ``kube_api`` (an
+admin client) and ``namespace`` (a fresh namespace per test, logs kept when the test fails).
 """
 
 from __future__ import annotations
