@@ -252,7 +252,7 @@ class Dispatcher:
                                    exception_repr=f"TimeLimitExceeded({limit})")
         elif held.kill_reason == "terminated":
             self._store(request, TaskRevokedError("terminated"), states.REVOKED, force=True)
-            self.state.on_finished(request.id, request.task, states.REVOKED, runtime_s)
+            self.state.on_finished(request.id, request.task, states.REVOKED, runtime_s, revoke_reason="terminated")
         elif shutting_down:
             log.warning("requeueing %s[%s], killed by shutdown", request.task, request.id)
             self._settle(held, self._writes.republishes if held.acked else self._writes.requeues)
@@ -270,7 +270,7 @@ class Dispatcher:
     def _finish_revoked(self, held: Held, reason: str) -> None:
         log.info("task %s[%s] %s; not running it", held.request.task, held.request.id, reason)
         self._store(held.request, TaskRevokedError(reason), states.REVOKED, force=True)
-        self.state.on_finished(held.request.id, held.request.task, states.REVOKED, 0.0)
+        self.state.on_finished(held.request.id, held.request.task, states.REVOKED, 0.0, revoke_reason=reason)
         self._settle(held, self._writes.acks)
 
     def _ack(self, held: Held) -> None:
@@ -278,9 +278,15 @@ class Dispatcher:
         self._writes.acks.append(held.delivery)
 
     def _settle(self, held: Held, into: list[Delivery]) -> None:
-        """Forget ``held``; its delivery goes to acks, requeues or republishes (unless acked already)."""
+        """Forget ``held``; its delivery goes to acks, requeues or republishes (unless acked already).
+
+        A message given back unfinished (requeue, republish) stops counting as reserved or
+        active in the state, so heartbeats and ``inspect active`` do not report it any more.
+        """
         if held.status == "done":
             return
+        if into is not self._writes.acks:
+            self.state.on_requeued(held.request.id)
         if not (held.acked and into is self._writes.acks):
             into.append(held.delivery)
         held.acked = held.acked or into is self._writes.acks

@@ -1,0 +1,165 @@
+"""How the engine settles messages in its state: a requeued task stops counting as reserved or
+active, and a revoked task's event says why (terminated, expired) as Celery's does.
+
+The worker runs in this process on a thread (real Redis, real pool), so the test reads its
+:class:`~celeriac.worker.state.WorkerState` and listens to its transitions directly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import redis
+
+from celeriac import Celeriac
+from celeriac.worker import Worker, WorkerOptions
+from servers import RedisServer
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 30.0
+
+
+def wait_until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def app(redis_server: RedisServer) -> Iterator[Celeriac]:
+    app = Celeriac("settling", broker=redis_server.url, backend=redis_server.url, set_as_current=False)
+    url = redis_server.url
+
+    @app.task(name="settling.hold", acks_late=True)
+    def hold(tag: str) -> str:
+        client = redis.Redis.from_url(url, socket_timeout=None)
+        try:
+            client.rpush("started", tag)
+            client.blpop([f"release:{tag}"], timeout=60)
+        finally:
+            client.close()
+        return tag
+
+    @app.task(name="settling.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    yield app
+    app.close()
+
+
+class RunningWorker:
+    """``Worker(app, options).run()`` on a thread, with every state transition recorded."""
+
+    def __init__(self, app: Celeriac, **options: Any) -> None:
+        options.setdefault("health_port", None)
+        options.setdefault("hostname", "settling@test")
+        self.worker = Worker(app, WorkerOptions(**options))
+        self.transitions: list[tuple[str, dict[str, Any]]] = []
+        self.worker.state.add_listener(lambda kind, fields: self.transitions.append((kind, fields)))
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.exit_code = self.worker.run()
+
+    def stop(self, cold: bool = False) -> int | None:
+        self.worker.request_shutdown(cold=cold)
+        self.thread.join(timeout=DEADLINE_S)
+        assert not self.thread.is_alive(), "the worker did not stop"
+        return self.exit_code
+
+    def revoked_events(self) -> list[dict[str, Any]]:
+        return [fields for kind, fields in self.transitions if kind == "task-revoked"]
+
+
+def test_cold_shutdown_requeues_running_and_prefetched_tasks_and_counts_none_of_them(
+    app: Celeriac, redis_server: RedisServer
+) -> None:
+    client = redis_server.client()
+    running = RunningWorker(app, pool="threads", concurrency=1, prefetch_multiplier=3)
+    try:
+        results = [app.send_task("settling.hold", (f"t{i}",)) for i in range(3)]
+        wait_until(lambda: client.llen("started") == 1, "the first task to start")
+        state = running.worker.state
+        wait_until(lambda: state.snapshot()["reserved"] == 2, "two more tasks to be prefetched")
+        assert state.active_count() == 1
+        assert running.stop(cold=True) == 0
+        snap = state.snapshot()
+        assert (snap["active"], snap["reserved"], snap["processed"]) == (0, 0, 0)
+        assert state.active_requests() == []
+        assert state.reserved_requests() == []
+        assert state.metrics.active._value.get() == 0
+        assert client.llen("celery") == 3
+        queued = [json.loads(raw)["headers"]["id"] for raw in client.lrange("celery", 0, -1)]
+        assert sorted(queued) == sorted(r.id for r in results)
+    finally:
+        client.rpush("release:t0", "go")  # the abandoned thread ends
+        client.close()
+
+
+def test_warm_shutdown_requeues_prefetched_tasks_so_only_the_running_one_counts(
+    app: Celeriac, redis_server: RedisServer
+) -> None:
+    client = redis_server.client()
+    running = RunningWorker(app, pool="threads", concurrency=1, prefetch_multiplier=3)
+    try:
+        first = app.send_task("settling.hold", ("w0",))
+        for i in (1, 2):
+            app.send_task("settling.hold", (f"w{i}",))
+        wait_until(lambda: client.llen("started") == 1, "the first task to start")
+        state = running.worker.state
+        wait_until(lambda: state.snapshot()["reserved"] == 2, "two more tasks to be prefetched")
+        running.worker.request_shutdown()
+        wait_until(lambda: client.llen("celery") == 2, "the prefetched tasks to go back to the queue")
+        snap = state.snapshot()
+        assert (snap["active"], snap["reserved"]) == (1, 0)
+        client.rpush("release:w0", "go")
+        assert first.get(timeout=DEADLINE_S) == "w0"
+        assert running.stop() == 0
+        snap = state.snapshot()
+        assert (snap["active"], snap["reserved"], snap["processed"]) == (0, 0, 1)
+    finally:
+        client.close()
+
+
+def test_expired_task_is_revoked_with_expired_flag(app: Celeriac, redis_server: RedisServer) -> None:
+    running = RunningWorker(app, pool="threads", concurrency=1)
+    try:
+        past = datetime.now(timezone.utc) - timedelta(seconds=5)
+        result = app.send_task("settling.add", (1, 2), expires=past)
+        wait_until(lambda: len(running.revoked_events()) == 1, "the task-revoked transition")
+        assert result.state == "REVOKED"
+    finally:
+        assert running.stop() == 0
+    assert running.revoked_events() == [
+        {"uuid": result.id, "terminated": False, "signum": None, "expired": True}
+    ]
+
+
+def test_terminated_task_is_revoked_with_terminated_flag(app: Celeriac, redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    running = RunningWorker(app, pool="prefork", concurrency=1)
+    try:
+        result = app.send_task("settling.hold", ("term",))
+        wait_until(lambda: client.llen("started") == 1, "the task to start")
+        running.worker.state.revoke([result.id])
+        running.worker.terminate([result.id], "SIGKILL")
+        wait_until(lambda: len(running.revoked_events()) == 1, "the task-revoked transition")
+        assert result.state == "REVOKED"
+    finally:
+        assert running.stop() == 0
+        client.close()
+    assert running.revoked_events() == [
+        {"uuid": result.id, "terminated": True, "signum": None, "expired": False}
+    ]
+    assert running.worker.state.snapshot()["active"] == 0
