@@ -38,15 +38,18 @@ def _tasks_arg(tasks: tuple[Any, ...]) -> list[Any]:
     return list(tasks)
 
 
-class chain(Signature):
-    """Run tasks one after another, each result the first argument of the next (unless immutable)."""
+class _TaskList(Signature):
+    """A canvas over a list of signatures (``kwargs.tasks``): what chain and group share."""
+
+    subtask_type = ""
 
     def __init__(self, *tasks: Any, app: Celeriac | None = None, **options: Any) -> None:
         sigs = [signature(task, app) for task in _tasks_arg(tasks)]
-        super().__init__("celery.chain", (), {"tasks": sigs}, options, "chain", False, _app_of(sigs, app))
+        kind = self.subtask_type
+        super().__init__(f"celery.{kind}", (), {"tasks": sigs}, options, kind, False, _app_of(sigs, app))
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any], app: Celeriac | None = None) -> chain:
+    def from_dict(cls, value: Mapping[str, Any], app: Celeriac | None = None) -> Signature:
         made = cls(*(value.get("kwargs") or {}).get("tasks", ()), app=app, **(value.get("options") or {}))
         made["args"] = list(value.get("args") or ())
         made["immutable"] = bool(value.get("immutable", False))
@@ -55,6 +58,12 @@ class chain(Signature):
     @property
     def tasks(self) -> list[Signature]:
         return self["kwargs"]["tasks"]  # type: ignore[no-any-return]
+
+
+class chain(_TaskList):
+    """Run tasks one after another, each result the first argument of the next (unless immutable)."""
+
+    subtask_type = "chain"
 
     def __repr__(self) -> str:
         return " | ".join(repr(task) for task in self.tasks) or "chain()"
@@ -200,23 +209,10 @@ def prepare_steps(  # noqa: PLR0917 - mirrors Celery's prepare_steps
     return tasks, results
 
 
-class group(Signature):
+class group(_TaskList):
     """Run tasks in parallel: one message each, sharing a group id; results as a :class:`GroupResult`."""
 
-    def __init__(self, *tasks: Any, app: Celeriac | None = None, **options: Any) -> None:
-        sigs = [signature(task, app) for task in _tasks_arg(tasks)]
-        super().__init__("celery.group", (), {"tasks": sigs}, options, "group", False, _app_of(sigs, app))
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any], app: Celeriac | None = None) -> group:
-        made = cls(*(value.get("kwargs") or {}).get("tasks", ()), app=app, **(value.get("options") or {}))
-        made["args"] = list(value.get("args") or ())
-        made["immutable"] = bool(value.get("immutable", False))
-        return made
-
-    @property
-    def tasks(self) -> list[Signature]:
-        return self["kwargs"]["tasks"]  # type: ignore[no-any-return]
+    subtask_type = "group"
 
     def __repr__(self) -> str:
         return f"group([{', '.join(repr(task) for task in self.tasks)}])"
