@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 
 from celeriac import Celeriac
 from celeriac.worker import Worker, WorkerOptions
@@ -163,3 +164,19 @@ def test_terminated_task_is_revoked_with_terminated_flag(app: Celeriac, redis_se
         {"uuid": result.id, "terminated": True, "signum": None, "expired": False}
     ]
     assert running.worker.state.snapshot()["active"] == 0
+
+
+def test_celery_inspect_registered_lists_the_app_tasks_without_celery_builtins(
+    app: Celeriac, redis_server: RedisServer
+) -> None:
+    running = RunningWorker(app, pool="threads", concurrency=1)
+    peer = Celery("peer", broker=redis_server.url)
+    try:
+        wait_until(running.worker.state.is_ready, "the consumer to be ready")
+        registered = peer.control.inspect(timeout=2, destination=["settling@test"]).registered()
+        builtin = app.send_task("celery.accumulate", (1, 2))  # hidden, yet still run
+        assert builtin.get(timeout=DEADLINE_S) == [1, 2]
+    finally:
+        peer.close()
+        assert running.stop() == 0
+    assert registered == {"settling@test": ["settling.add", "settling.hold"]}

@@ -131,8 +131,13 @@ class Worker:
             prefix=str(getattr(self.broker, "prefix", "")),
             terminate=self.terminate,
             mark_revoked=self.dispatch.mark_revoked,
-            task_names=lambda: sorted(self.app.tasks),
+            task_names=self.registered_task_names,
         )
+
+    def registered_task_names(self) -> list[str]:
+        """What ``inspect registered`` shows: the app's tasks without Celery's builtin ``celery.*``
+        ones, which Celery hides too (they still run here)."""
+        return sorted(name for name in self.app.tasks if not name.startswith("celery."))
 
     # -- the loop ------------------------------------------------------------------------------
 
