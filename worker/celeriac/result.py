@@ -18,7 +18,21 @@ if TYPE_CHECKING:
     from celeriac.backend import RedisBackend
 
 
-class AsyncResult:
+class _AppBound:
+    """A result object bound to an app, or to the current app when none was given."""
+
+    _app: Celeriac | None
+
+    @property
+    def app(self) -> Celeriac:
+        if self._app is None:
+            from celeriac.app import current_app  # lazily: app imports this module
+
+            self._app = current_app()
+        return self._app
+
+
+class AsyncResult(_AppBound):
     """The result of a task published to a broker, read from the result backend."""
 
     def __init__(
@@ -39,14 +53,6 @@ class AsyncResult:
     @property
     def task_id(self) -> str:
         return self.id
-
-    @property
-    def app(self) -> Celeriac:
-        if self._app is None:
-            from celeriac.app import current_app  # lazily: app imports this module
-
-            self._app = current_app()
-        return self._app
 
     @property
     def backend(self) -> RedisBackend:
@@ -203,7 +209,7 @@ class EagerResult(AsyncResult):
         self._state = states.REVOKED
 
 
-class GroupResult:
+class GroupResult(_AppBound):
     """The results of a group of tasks, in order; ``save``/``restore`` use Celery's taskset key."""
 
     def __init__(
@@ -217,14 +223,6 @@ class GroupResult:
         self.results = list(results)
         self._app = app
         self.parent = parent
-
-    @property
-    def app(self) -> Celeriac:
-        if self._app is None:
-            from celeriac.app import current_app  # lazily: app imports this module
-
-            self._app = current_app()
-        return self._app
 
     @property
     def children(self) -> list[AsyncResult]:
