@@ -17,7 +17,8 @@ import pytest
 from celery import Celery
 
 from celeriac.app import Celeriac
-from celeriac.worker.control import AmqpControlResponder, broadcast
+from celeriac.worker.control import broadcast
+from celeriac.worker.control_amqp import AmqpControlResponder
 from celeriac.worker.events import AmqpEventSink, EventDispatcher
 from celeriac.worker.state import WorkerState
 from servers import RabbitMQServer

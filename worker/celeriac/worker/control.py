@@ -14,8 +14,9 @@ Wire format (wire-protocol §4.1), all names taking the broker's ``global_keypre
 
 :class:`ControlResponder` answers ``ping``, ``active``, ``reserved``, ``scheduled``, ``revoked``,
 ``revoke``, ``hello``, ``stats`` and ``registered`` from a :class:`WorkerState`;
-:class:`AmqpControlResponder` does the same on RabbitMQ through kombu's Mailbox. :func:`broadcast` is the client
-used by ``celeriac inspect`` and ``AsyncResult.revoke``; it works against Celery workers too.
+:class:`~celeriac.worker.control_amqp.AmqpControlResponder` does the same on RabbitMQ. :func:`broadcast`
+is the client used by ``celeriac inspect`` and ``AsyncResult.revoke``, over Redis or AMQP; it works
+against Celery workers too.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-import kombu as _kombu
 import redis
-from kombu import pidbox as _pidbox
 
 from celeriac import keys
 from celeriac.exceptions import ImproperlyConfigured
@@ -40,9 +39,6 @@ from celeriac.worker.events import LamportClock, decode_envelope, kombu_envelope
 from celeriac.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
-
-kombu: Any = _kombu  # kombu's partial annotations would make every call untyped under --strict
-Mailbox: Any = _pidbox.Mailbox
 
 CONTROL_EXCHANGE = "celery.pidbox"
 REPLY_EXCHANGE = "reply.celery.pidbox"
@@ -286,83 +282,6 @@ class ControlResponder:
             log.warning("could not send remote control reply: %s", exc)
 
 
-class AmqpControlResponder:
-    """Answers pidbox commands over an AMQP broker (RabbitMQ) until stopped.
-
-    Uses kombu's Mailbox like Celery does (fanout exchange ``celery.pidbox``, node queue
-    ``<node>.celery.pidbox`` exclusive with x-expires 10 s and message TTL 300 s, replies on
-    ``reply.celery.pidbox``), reconnecting with backoff when the connection drops.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        state: WorkerState,
-        *,
-        transport_options: dict[str, Any] | None = None,
-        terminate: Terminate | None = None,
-        mark_revoked: Callable[[list[str]], None] | None = None,
-        task_names: Callable[[], list[str]] | None = None,
-        poll_interval_s: float = 0.5,
-    ) -> None:
-        self.url = url
-        self.transport_options = dict(transport_options or {})
-        self.state = state
-        self.hostname = state.hostname
-        self.commands = ControlCommands(
-            state, terminate=terminate, mark_revoked=mark_revoked, task_names=task_names, transport="amqp"
-        )
-        self.poll_interval_s = poll_interval_s
-        self._stop = threading.Event()
-        self._subscribed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Consume in a daemon thread; returns once the node queue is consumed."""
-        self._stop.clear()
-        self._subscribed.clear()
-        self._thread = threading.Thread(target=self._run, name="celeriac-control", daemon=True)
-        self._thread.start()
-        self._subscribed.wait(timeout=20.0)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _handlers(self) -> dict[str, Callable[..., Any]]:
-        def handler(method: str) -> Callable[..., Any]:
-            return lambda _state, **arguments: self.commands.dispatch(method, arguments)
-
-        return {method: handler(method) for method in COMMANDS}
-
-    def _run(self) -> None:
-        backoff_s = 0.1
-        while not self._stop.is_set():
-            conn: Any = kombu.Connection(self.url, transport_options=self.transport_options)
-            try:
-                mailbox: Any = Mailbox(
-                    "celery", type="fanout", accept=["json"], serializer="json", clock=self.commands.clock,
-                    queue_ttl=300.0, queue_expires=10.0, reply_queue_ttl=300.0, reply_queue_expires=10.0,
-                )
-                node = mailbox(conn).Node(self.hostname, handlers=self._handlers(), channel=conn.channel())
-                node.listen()
-                self._subscribed.set()
-                backoff_s = 0.1
-                while not self._stop.is_set():
-                    try:
-                        conn.drain_events(timeout=self.poll_interval_s)
-                    except TimeoutError:  # socket.timeout: no command in this slice
-                        continue
-            except Exception as exc:  # kombu's connection errors differ per transport
-                log.warning("remote control connection lost (retrying in %.1fs): %s", backoff_s, exc)
-                self._stop.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
-            finally:
-                conn.release()
-
-
 def connection_for(app_or_redis: Any) -> tuple[redis.Redis[Any], int, str, bool]:
     """``(client, db, global_keyprefix, owned)`` for a redis client or an app whose broker is Redis.
 
@@ -405,8 +324,10 @@ def broadcast(
     """
     url = "" if isinstance(app_or_redis, redis.Redis) else str(app_or_redis.conf.broker_url)
     if urlparse(url).scheme in {"amqp", "amqps", "pyamqp"}:
-        return _broadcast_amqp(url, app_or_redis.conf.broker_transport_options, method, arguments,
-                               destination=destination, timeout_s=timeout_s, limit=limit, reply=reply)
+        from celeriac.worker.control_amqp import broadcast_amqp  # kombu's pidbox only when AMQP is used
+
+        return broadcast_amqp(url, app_or_redis.conf.broker_transport_options, method, arguments,
+                              destination=destination, timeout_s=timeout_s, limit=limit, reply=reply)
     client, db, found_prefix, owned = connection_for(app_or_redis)
     try:
         return _broadcast(client, db, found_prefix if prefix is None else prefix, method, arguments,
@@ -448,31 +369,6 @@ def _broadcast(
         client.srem(keys.binding_key(REPLY_EXCHANGE, prefix), member)
         client.srem(keys.binding_permanent_key(REPLY_EXCHANGE, prefix), member)
         client.delete(*keys.queue_lists(reply_queue, prefix))
-
-
-def _broadcast_amqp(
-    url: str, transport_options: dict[str, Any] | None, method: str, arguments: dict[str, Any] | None, *,
-    destination: list[str] | None, timeout_s: float, limit: int | None, reply: bool,
-) -> list[dict[str, Any]]:
-    """The AMQP client: kombu's Mailbox with Celery's settings."""
-    mailbox: Any = Mailbox("celery", type="fanout", accept=["json"], serializer="json",
-                           reply_queue_ttl=300.0, reply_queue_expires=10.0)
-    conn: Any = kombu.Connection(url, transport_options=dict(transport_options or {}))
-    try:
-        bound = mailbox(conn)
-        if not reply:
-            if destination:
-                bound.cast(destination, method, arguments or {})
-            else:
-                bound.abcast(method, arguments or {})
-            return []
-        if destination:
-            replies = bound.call(destination, method, arguments or {}, timeout=timeout_s)
-        else:
-            replies = bound.multi_call(method, arguments or {}, timeout=timeout_s, limit=limit)
-        return [dict(item) for item in replies or []]
-    finally:
-        conn.release()
 
 
 def _collect(
