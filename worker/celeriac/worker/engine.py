@@ -123,8 +123,11 @@ class Worker:
         return 0
 
     def _make_services(self) -> Services:
-        client = getattr(self.broker, "client", None) or self.app.backend.client
+        broker_client = getattr(self.broker, "client", None)
+        client = broker_client or self.app.backend.client
         pool_kwargs = client.connection_pool.connection_kwargs
+        url = str(self.app.conf.broker_url)
+        amqp = url.split("://", 1)[0].lower() in {"amqp", "pyamqp", "amqps"}
         return Services(
             self.state, self.options, client,
             db=int(pool_kwargs.get("db", 0) or 0),
@@ -132,7 +135,15 @@ class Worker:
             terminate=self.terminate,
             mark_revoked=self.dispatch.mark_revoked,
             task_names=self.registered_task_names,
+            amqp_url=url if amqp else None,
+            amqp_options=self._amqp_options() if amqp else None,
         )
+
+    def _amqp_options(self) -> dict[str, Any]:
+        """The broker's kombu transport options, without the ones only our broker reads."""
+        options = dict(self.app.conf.broker_transport_options or {})
+        options.pop("dead_letter_suffix", None)
+        return options
 
     def registered_task_names(self) -> list[str]:
         """What ``inspect registered`` shows: the app's tasks without Celery's builtin ``celery.*``

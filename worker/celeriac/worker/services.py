@@ -2,8 +2,10 @@
 
 The health server, heartbeat, Celery events and the remote-control responder each run on
 their own thread and only read :class:`~celeriac.worker.state.WorkerState`; the engine
-never waits on them. They need a Redis client: the broker's when the broker is Redis,
-otherwise the result backend's.
+never waits on them. The heartbeat record needs a Redis client: the broker's when the broker
+is Redis, otherwise the result backend's. Events and remote control travel where Celery's
+tools look for them, on the broker: Redis pub/sub, or with ``amqp_url`` RabbitMQ's
+``celeryev`` and ``celery.pidbox`` exchanges.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from celeriac.worker.control import ControlResponder
-from celeriac.worker.events import EventDispatcher
+from celeriac.worker.control_amqp import AmqpControlResponder
+from celeriac.worker.events import AmqpEventSink, EventDispatcher
 from celeriac.worker.health import HealthServer
 from celeriac.worker.heartbeat import Heartbeat
 from celeriac.worker.options import WorkerOptions
@@ -36,14 +39,27 @@ class Services:
         terminate: Callable[[list[str], str], None],
         mark_revoked: Callable[[list[str]], None],
         task_names: Callable[[], list[str]],
+        amqp_url: str | None = None,
+        amqp_options: dict[str, Any] | None = None,
     ) -> None:
         self.health = HealthServer(state, options.health_port) if options.health_port is not None else None
         self.heartbeat = Heartbeat(redis_client, state, options.heartbeat_interval_s, prefix)
-        self.events = EventDispatcher(redis_client, state, db=db, prefix=prefix) if options.events else None
-        self.control = ControlResponder(
-            redis_client, state, db=db, prefix=prefix,
-            terminate=terminate, mark_revoked=mark_revoked, task_names=task_names,
-        )
+        self.events: EventDispatcher | None = None
+        self.control: ControlResponder | AmqpControlResponder
+        if amqp_url is not None:
+            if options.events:
+                self.events = EventDispatcher(AmqpEventSink(amqp_url, amqp_options), state)
+            self.control = AmqpControlResponder(
+                amqp_url, state, transport_options=amqp_options,
+                terminate=terminate, mark_revoked=mark_revoked, task_names=task_names,
+            )
+        else:
+            if options.events:
+                self.events = EventDispatcher(redis_client, state, db=db, prefix=prefix)
+            self.control = ControlResponder(
+                redis_client, state, db=db, prefix=prefix,
+                terminate=terminate, mark_revoked=mark_revoked, task_names=task_names,
+            )
 
     def start(self) -> None:
         if self.health is not None:
