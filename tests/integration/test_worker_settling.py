@@ -18,7 +18,8 @@ import pytest
 import redis
 from celery import Celery
 
-from celeriac import Celeriac
+from celeriac import Celeriac, ChordError, Signature, states
+from celeriac.canvas import chord
 from celeriac.worker import Worker, WorkerOptions
 from servers import RedisServer
 
@@ -52,6 +53,18 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
     @app.task(name="settling.add")
     def add(x: int, y: int) -> int:
         return x + y
+
+    @app.task(name="settling.quiet_add", ignore_result=True)
+    def quiet_add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="settling.quiet_stuck", ignore_result=True, time_limit=0.5)
+    def quiet_stuck() -> None:
+        time.sleep(60)
+
+    @app.task(name="settling.tsum")
+    def tsum(numbers: list[int]) -> int:
+        return sum(numbers)
 
     yield app
     app.close()
@@ -179,4 +192,35 @@ def test_celery_inspect_registered_lists_the_app_tasks_without_celery_builtins(
     finally:
         peer.close()
         assert running.stop() == 0
-    assert registered == {"settling@test": ["settling.add", "settling.hold"]}
+    names = ["settling.add", "settling.hold", "settling.quiet_add", "settling.quiet_stuck", "settling.tsum"]
+    assert registered == {"settling@test": names}
+
+
+@pytest.mark.parametrize(
+    ("pool", "failing"),
+    [("threads", "expired"), ("prefork", "time-limit")],
+)
+def test_chord_member_with_ignore_result_failing_outside_the_trace_fails_the_chord(
+    app: Celeriac, redis_server: RedisServer, pool: str, failing: str
+) -> None:
+    if failing == "expired":
+        member = Signature("settling.quiet_add", (2, 2), app=app)
+        member.set(expires=(datetime.now(timezone.utc) - timedelta(seconds=5)).isoformat())
+    else:
+        member = Signature("settling.quiet_stuck", app=app)
+    member.freeze()
+    running = RunningWorker(app, pool=pool, concurrency=2)
+    try:
+        result = chord([Signature("settling.quiet_add", (1, 1), app=app), member],
+                       Signature("settling.tsum", app=app)).apply_async()  # fmt: skip
+        with pytest.raises(ChordError) as raised:
+            result.get(timeout=DEADLINE_S)
+        assert result.state == states.FAILURE
+    finally:
+        assert running.stop() == 0
+    assert f"Dependency {member.id} raised" in str(raised.value)
+    client = redis_server.client()
+    try:  # the member's own result is not stored: its task ignores results
+        assert client.exists(f"celery-task-meta-{member.id}") == (1 if failing == "expired" else 0)
+    finally:
+        client.close()

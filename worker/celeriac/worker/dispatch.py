@@ -19,6 +19,7 @@ from typing import Any
 
 from celeriac import states
 from celeriac.brokers import Broker, BrokerConnectionError, Delivery
+from celeriac.chord_counter import on_chord_part_return
 from celeriac.exceptions import (
     BackendError,
     MalformedMessage,
@@ -338,11 +339,21 @@ class Dispatcher:
     # -- results written by the worker itself ---------------------------------------------------
 
     def _store(self, request: TaskRequest, exc: BaseException, state: str, force: bool = False) -> None:
+        """Store a failure decided here, outside the trace (the backend joins a chord member's chord).
+
+        A task that ignores results still joins its chord, as in Celery's ``mark_as_failure``:
+        otherwise the chord would wait for it until its keys expire.
+        """
         task = self.app.tasks.get(request.task)
         ignore = request.ignore_result
         if ignore is None and task is not None:
             ignore = task.option("ignore_result", "task_ignore_result")
         if ignore and not force:
+            if request.chord and state in states.PROPAGATE_STATES:
+                try:
+                    on_chord_part_return(self.app, request, state, exc)
+                except Exception:  # the counter talks to Redis directly; the engine must go on
+                    log.exception("chord member %s could not join its chord", request.id)
             return
         try:
             self.app.backend.store_result(request.id, exc, state, None, request)
