@@ -33,3 +33,13 @@ def test_defaults_fit_a_pod() -> None:
     options = WorkerOptions()
     assert (options.pool, options.health_port, options.shutdown_timeout_s) == ("prefork", 9808, 25.0)
     assert options.shutdown_timeout_s < 30
+
+
+def test_mingle_is_off_unless_asked_for_on_the_command_line() -> None:
+    from celeriac.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert WorkerOptions().mingle is False
+    assert parse(["worker"]).mingle is False
+    assert parse(["worker", "--mingle"]).mingle is True
+    assert parse(["worker", "--mingle", "--without-mingle"]).mingle is False

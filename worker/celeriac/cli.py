@@ -97,6 +97,7 @@ def cmd_worker(app: Any, args: argparse.Namespace) -> int:
         "queues": tuple(_queues(args.queues)), "pool": args.pool, "loglevel": args.loglevel.upper(),
         "events": args.events, "health_port": args.health_port, "burst": args.burst,
         "prefetch_multiplier": args.prefetch_multiplier, "max_tasks_per_child": args.max_tasks_per_child,
+        "mingle": args.mingle,
     }
     optional = {"concurrency": args.concurrency, "hostname": args.hostname,
                 "shutdown_timeout_s": args.shutdown_timeout, "pod_name": os.environ.get("POD_NAME")}
@@ -276,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-tasks-per-child", type=int, help="replace a prefork child after N tasks")
     worker.add_argument("--shutdown-timeout", type=float, help="warm shutdown deadline in seconds (25)")
     worker.add_argument("--burst", action="store_true", help="exit once the queues are drained")
+    worker.add_argument("--mingle", dest="mingle", action="store_true", default=False,
+                        help="at start, learn revoked task ids from the other workers (Celery's mingle)")
+    worker.add_argument("--without-mingle", dest="mingle", action="store_false", help="do not mingle (default)")
     worker.set_defaults(handler=cmd_worker)
 
     call = commands.add_parser("call", parents=[common], help="send a task by name")

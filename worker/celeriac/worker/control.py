@@ -116,6 +116,23 @@ class ControlCommands:
         self.state.revoke([str(task_id) for task_id in arguments.get("revoked") or []])
         return {"revoked": self.state.revoked_ids(), "clock": self.clock.forward()}
 
+    def hello_arguments(self) -> dict[str, Any]:
+        """The arguments of the ``hello`` this node sends when it mingles."""
+        return {"from_node": self.hostname, "revoked": self.state.revoked_ids()}
+
+    def merge_hello_replies(self, replies: list[dict[str, Any]]) -> int:
+        """Remember the revoked ids other nodes sent back to our ``hello``; how many nodes replied."""
+        nodes = 0
+        for reply in replies:
+            for node, answer in reply.items():
+                if node == self.hostname or not isinstance(answer, dict):
+                    continue
+                nodes += 1
+                self.state.revoke([str(task_id) for task_id in answer.get("revoked") or []])
+                clock = answer.get("clock")
+                self.clock.adjust(clock if isinstance(clock, int) else 0)
+        return nodes
+
     def _revoke(self, arguments: dict[str, Any]) -> dict[str, str]:
         raw_ids = arguments.get("task_id") or []
         ids = [str(raw_ids)] if isinstance(raw_ids, str) else [str(task_id) for task_id in raw_ids]
@@ -222,18 +239,9 @@ class ControlResponder:
         Returns how many nodes replied. Takes ``timeout_s`` when nobody answers, so the engine
         decides whether it is worth the start-up time (Celery does it by default).
         """
-        replies = broadcast(self.redis, "hello", {"from_node": self.hostname, "revoked": self.state.revoked_ids()},
-                            timeout_s=timeout_s, prefix=self.prefix)
-        nodes = 0
-        for reply in replies:
-            for node, answer in reply.items():
-                if node == self.hostname or not isinstance(answer, dict):
-                    continue
-                nodes += 1
-                self.state.revoke([str(task_id) for task_id in answer.get("revoked") or []])
-                clock = answer.get("clock")
-                self.clock.adjust(clock if isinstance(clock, int) else 0)
-        return nodes
+        replies = broadcast(self.redis, "hello", self.commands.hello_arguments(), timeout_s=timeout_s,
+                            prefix=self.prefix)  # fmt: skip
+        return self.commands.merge_hello_replies(replies)
 
     def handle_raw(self, raw: bytes | str) -> Any:
         """Handle one published command; returns the reply (``None`` if not for this node)."""

@@ -71,6 +71,12 @@ class AmqpControlResponder:
             self._thread.join()
             self._thread = None
 
+    def mingle(self, timeout_s: float = 1.0) -> int:
+        """Celery's startup sync over AMQP: as :meth:`celeriac.worker.control.ControlResponder.mingle`."""
+        replies = broadcast_amqp(self.url, self.transport_options, "hello", self.commands.hello_arguments(),
+                                 destination=None, timeout_s=timeout_s, limit=None, reply=True)  # fmt: skip
+        return self.commands.merge_hello_replies(replies)
+
     def _handlers(self) -> dict[str, Callable[..., Any]]:
         def handler(method: str) -> Callable[..., Any]:
             return lambda _state, **arguments: self.commands.dispatch(method, arguments)

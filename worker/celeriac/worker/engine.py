@@ -112,6 +112,10 @@ class Worker:
             self.pool.start()
             self.services = self._make_services()
             self.services.start()
+            if self.options.mingle:
+                nodes = self.services.mingle(self.options.mingle_timeout_s)
+                log.info("mingle: %d other node(s) answered; %d revoked id(s) known", nodes,
+                         len(self.state.revoked_ids()))  # fmt: skip
             self._sweep()
             self.consumer.start()
             self._schedule_maintenance()

@@ -34,6 +34,8 @@ class WorkerOptions:
     ``fetch_timeout_s``: longest blocking wait for a message before the consumer re-checks.
     ``visibility_refresh_s``: how often held deliveries' unacked scores are refreshed
     (None: a third of the broker's ``visibility_timeout``).
+    ``mingle``: at start, ask the other workers for their revoked task ids (Celery's mingle;
+    off by default here, as it costs ``mingle_timeout_s`` when no other worker answers).
     """
 
     queues: tuple[str, ...] = ()
@@ -53,6 +55,8 @@ class WorkerOptions:
     visibility_refresh_s: float | None = None
     heartbeat_interval_s: float = 2.0
     pod_name: str | None = None
+    mingle: bool = False
+    mingle_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.pool not in POOLS:

@@ -70,6 +70,10 @@ class Services:
             self.events.start()
         self.control.start()
 
+    def mingle(self, timeout_s: float) -> int:
+        """Sync revoked ids with the other workers (Celery's mingle); how many nodes answered."""
+        return self.control.mingle(timeout_s)
+
     def stop(self) -> None:
         for name, part in (("control", self.control), ("events", self.events),
                            ("heartbeat", self.heartbeat), ("health", self.health)):
