@@ -8,7 +8,7 @@ The clock runs from the RENAME until every task's result exists; worker start-up
 time are outside it. CPU is the worker process tree's (and redis-server's) user+system time
 over the same window, from /proc.
 
-Run: ``.venv/bin/python benchmarks/drain.py [--tasks N] [--concurrency C] [--quick]``
+Run: ``.venv/bin/python benchmarks/drain.py [--tasks N] [--concurrency C] [--pool P] [--modes early,late] [--quick]``
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class DrainRun:
     tasks: int
     elapsed_s: float
     worker_cpu_s: float
+    main_cpu_s: float
     redis_cpu_s: float
 
     @property
@@ -54,6 +55,10 @@ class DrainRun:
     @property
     def worker_cpu_us(self) -> float:
         return self.worker_cpu_s / self.tasks * 1e6
+
+    @property
+    def main_cpu_us(self) -> float:
+        return self.main_cpu_s / self.tasks * 1e6
 
     @property
     def redis_cpu_us(self) -> float:
@@ -84,24 +89,25 @@ def preload(url: str, redis: Any, tasks: int) -> tuple[list[bytes], list[str]]:
     return envelopes, ids
 
 
-def drain_once(bench: Preloaded, impl: str, mode: str, *, concurrency: int, timeout_s: float) -> DrainRun:
+def drain_once(bench: Preloaded, impl: str, mode: str, *, concurrency: int, pool: str, timeout_s: float) -> DrainRun:
     """One timed drain of the pre-loaded envelopes by a fresh worker of ``impl``."""
     url, r, envelopes, ids, redis_pid = bench.url, bench.redis, bench.envelopes, bench.ids, bench.redis_pid
     r.flushdb()
     app, add = client_app("celeriac", url)
     try:
-        with worker(impl, url, concurrency=concurrency, acks_late=(mode == "late")) as proc:
+        with worker(impl, url, concurrency=concurrency, acks_late=(mode == "late"), pool=pool) as proc:
             wait_ready(add)
             for start in range(0, len(envelopes), PUSH_CHUNK):
                 r.rpush(STAGING, *envelopes[start:start + PUSH_CHUNK])
             keys = [RESULT_KEY.format(task_id) for task_id in ids]
-            worker_cpu0, redis_cpu0 = proc.cpu_s(), tree_cpu_s(redis_pid)
+            worker_cpu0, main_cpu0, redis_cpu0 = proc.cpu_s(), proc.main_cpu_s(), tree_cpu_s(redis_pid)
             started = time.perf_counter()
             r.rename(STAGING, QUEUE)
             poll_until(lambda: r.llen(QUEUE) == 0, timeout_s, f"{impl} to empty the queue")
             poll_until(lambda: r.exists(*keys) == len(keys), timeout_s, f"{impl} to store every result")
             elapsed_s = time.perf_counter() - started
-            worker_cpu_s, redis_cpu_s = proc.cpu_s() - worker_cpu0, tree_cpu_s(redis_pid) - redis_cpu0
+            worker_cpu_s, main_cpu_s = proc.cpu_s() - worker_cpu0, proc.main_cpu_s() - main_cpu0
+            redis_cpu_s = tree_cpu_s(redis_pid) - redis_cpu0
             if proc.proc.poll() is not None:
                 raise RuntimeError(f"{impl} worker exited during the run")
     finally:
@@ -109,13 +115,15 @@ def drain_once(bench: Preloaded, impl: str, mode: str, *, concurrency: int, time
     sample = r.get(keys[-1])
     if sample is None or b'"SUCCESS"' not in sample:
         raise RuntimeError(f"{impl}: last result is not SUCCESS: {sample!r}")
-    return DrainRun(impl, mode, len(ids), elapsed_s, worker_cpu_s, redis_cpu_s)
+    return DrainRun(impl, mode, len(ids), elapsed_s, worker_cpu_s, main_cpu_s, redis_cpu_s)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, help="tasks per drain (default 20000; 3000 with --quick)")
     parser.add_argument("--concurrency", type=int, default=2, help="pool processes of each worker (2)")
+    parser.add_argument("--pool", choices=["prefork", "threads", "solo"], default="prefork",
+                        help="pool of both workers (prefork)")
     parser.add_argument("--modes", default="early,late", help="ack modes to run: early,late")
     parser.add_argument("--quick", action="store_true", help="a ~20 s smoke run")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one drain may take (300)")
@@ -131,14 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         bench = Preloaded(server.url, r, server.proc.pid, envelopes, ids)
         for mode in modes:
             for impl in IMPLS:
-                runs.append(drain_once(bench, impl, mode, concurrency=args.concurrency, timeout_s=args.timeout))
+                runs.append(drain_once(bench, impl, mode, concurrency=args.concurrency, pool=args.pool,
+                                       timeout_s=args.timeout))
                 print(f"  {impl:8s} {mode}-ack: {runs[-1].rate:,.0f} tasks/s", file=sys.stderr, flush=True)
 
-    print(f"\nDrain of {tasks} bench.add tasks, prefork -c {args.concurrency}, results stored (json)\n")
+    print(f"\nDrain of {tasks} bench.add tasks, {args.pool} -c {args.concurrency}, results stored (json)\n")
     print_table(
-        ["worker", "acks", "seconds", "tasks/s", "worker CPU µs/msg", "redis CPU µs/msg"],
+        ["worker", "acks", "seconds", "tasks/s", "worker CPU µs/msg", "of it main process", "redis CPU µs/msg"],
         [[run.impl, run.mode, f"{run.elapsed_s:.2f}", f"{run.rate:,.0f}", f"{run.worker_cpu_us:,.0f}",
-          f"{run.redis_cpu_us:,.0f}"] for run in runs],
+          f"{run.main_cpu_us:,.0f}", f"{run.redis_cpu_us:,.0f}"] for run in runs],
     )
     print()
     for mode in modes:

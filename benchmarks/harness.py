@@ -73,32 +73,40 @@ class WorkerProcess:
     log: Path
 
     def cpu_s(self) -> float:
+        """CPU seconds of the whole worker: main process and pool children."""
         return tree_cpu_s(self.proc.pid)
+
+    def main_cpu_s(self) -> float:
+        """CPU seconds of the worker's main process alone (every thread, no children)."""
+        fields = _proc_stat(self.proc.pid)
+        return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
 
-def worker_command(impl: str, concurrency: int) -> list[str]:
-    """The two workers, configured alike: prefork, N processes, default prefetch, no events."""
+def worker_command(impl: str, concurrency: int, pool: str = "prefork") -> list[str]:
+    """The two workers, configured alike: same pool and size, default prefetch, no events."""
     if impl == "celery":
-        return [sys.executable, "-m", "celery", "-A", "bench_tasks", "worker", "-P", "prefork",
+        return [sys.executable, "-m", "celery", "-A", "bench_tasks", "worker", "-P", pool,
                 "-c", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
                 "-l", "warning"]
-    return [sys.executable, "-m", "celeriac", "worker", "-A", "bench_tasks", "-P", "prefork",
+    return [sys.executable, "-m", "celeriac", "worker", "-A", "bench_tasks", "-P", pool,
             "-c", str(concurrency), "--health-port", "off", "-l", "warning"]
 
 
 @contextlib.contextmanager
-def worker(impl: str, url: str, concurrency: int = 2, acks_late: bool = False) -> Iterator[WorkerProcess]:
+def worker(
+    impl: str, url: str, concurrency: int = 2, acks_late: bool = False, pool: str = "prefork"
+) -> Iterator[WorkerProcess]:
     """Run a worker of ``impl`` in its own process group; stop it (SIGTERM, then SIGKILL) afterwards."""
     env = {**os.environ, "BENCH_REDIS_URL": url, "BENCH_IMPL": impl, "BENCH_ACKS_LATE": "1" if acks_late else "0",
            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "CELERIAC_BROKER_URL": url, "CELERIAC_RESULT_BACKEND": url}
     log = Path(tempfile.mkstemp(prefix=f"bench-{impl}-", suffix=".log")[1])
     with log.open("wb") as out:
-        proc = subprocess.Popen(worker_command(impl, concurrency), cwd=HERE, env=env, stdout=out,
+        proc = subprocess.Popen(worker_command(impl, concurrency, pool), cwd=HERE, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     handle = WorkerProcess(impl, proc, log)
     try:

@@ -2,7 +2,7 @@
 
 Four pairs on one private Redis: our client → our worker, Celery client → Celery worker and
 the two crossed pairs (the formats are the same, so any client works with any worker). The
-clients run in this process, one call at a time, after a warm-up; each worker is prefork
+clients run in this process, one call at a time and taking turns, after a warm-up; each worker is prefork
 ``-c 2`` as in drain.py. The crossed pairs tell client cost from worker cost: holding the
 worker fixed and swapping the client isolates the client's share, and the other way round.
 
@@ -30,17 +30,21 @@ class Pair:
         return percentile(sorted(self.latencies_s), fraction) * 1000
 
 
-def measure(add: Any, rounds: int, warmup: int) -> list[float]:
-    """``rounds`` timed sequential round trips after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        add.delay(1, 2).get(timeout=30)
-    latencies_s = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        value = add.delay(1, 2).get(timeout=30)
-        latencies_s.append(time.perf_counter() - started)
-        if value != 3:
-            raise RuntimeError(f"round trip returned {value!r}")
+def measure(adds: dict[str, Any], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """``rounds`` timed sequential round trips per client after ``warmup`` untimed ones.
+
+    The clients take turns call by call, so a change in machine load hits both alike.
+    """
+    latencies_s: dict[str, list[float]] = {impl: [] for impl in adds}
+    for index in range(warmup + rounds):
+        for impl, add in adds.items():
+            started = time.perf_counter()
+            value = add.delay(1, 2).get(timeout=30)
+            elapsed_s = time.perf_counter() - started
+            if value != 3:
+                raise RuntimeError(f"{impl} round trip returned {value!r}")
+            if index >= warmup:
+                latencies_s[impl].append(elapsed_s)
     return latencies_s
 
 
@@ -62,15 +66,16 @@ def main(argv: list[str] | None = None) -> int:
                 server.client().flushdb()
                 with worker(worker_impl, server.url, concurrency=args.concurrency):
                     wait_ready(clients[worker_impl][1])
+                    measured = measure({impl: clients[impl][1] for impl in IMPLS}, rounds, warmup)
                     for client_impl in IMPLS:
-                        pairs.append(Pair(client_impl, worker_impl, measure(clients[client_impl][1], rounds, warmup)))
+                        pairs.append(Pair(client_impl, worker_impl, measured[client_impl]))
                         print(f"  {client_impl} client -> {worker_impl} worker: p50 {pairs[-1].p(0.5):.3f} ms",
                               file=sys.stderr, flush=True)
         finally:
             for app, _ in clients.values():
                 close_app(app)
 
-    print(f"\nRound trips delay().get(), {rounds} sequential per pair after {warmup} warm-up, "
+    print(f"\nRound trips delay().get(), {rounds} sequential per pair (clients alternating) after {warmup} warm-up, "
           f"prefork -c {args.concurrency}\n")
     print_table(
         ["client", "worker", "p50 ms", "p90 ms", "p99 ms"],
