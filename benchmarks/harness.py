@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,8 +116,14 @@ def worker(
         print(f"--- {impl} worker log (tail) ---\n{handle.log_tail()}", file=sys.stderr)
         raise
     finally:
-        stop_process(proc, timeout_s=15)
-        log.unlink(missing_ok=True)
+        try:
+            stop_process(proc, timeout_s=15)
+        finally:  # interrupted while waiting (Ctrl-C): never leave the worker behind
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.unlink(missing_ok=True)
 
 
 def wait_ready(add: Any, timeout_s: float = 60.0) -> None:
