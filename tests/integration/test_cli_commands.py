@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from kombu import pools as kombu_pools
 
 from celeriac import keys
 from celeriac.brokers import connect
@@ -73,6 +74,7 @@ def test_result_prints_what_a_celery_backend_stored(redis_server: RedisServer, t
         peer.backend.store_result("done-1", 5, "SUCCESS")
         peer.backend.mark_as_failure("failed-1", KeyError("missing"), traceback="Traceback: boom")
     finally:
+        kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
         peer.close()
     done = celeriac(tmp_path, "-A", "proj", "result", "done-1")
     assert done.returncode == 0, done.stderr

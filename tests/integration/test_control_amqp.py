@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu import pools as kombu_pools
 
 from celeriac.app import Celeriac
 from celeriac.worker.control import broadcast
@@ -67,6 +68,7 @@ def test_celery_revoke_terminate_and_our_client_over_rabbitmq(
     try:
         peer.control.revoke("task-9", terminate=True, signal="SIGTERM")
     finally:
+        kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
         peer.close()
     deadline = time.monotonic() + 20
     while not terminated and time.monotonic() < deadline:
@@ -117,6 +119,7 @@ def test_celery_receiver_reads_our_events_over_rabbitmq(rabbitmq_server: RabbitM
     state.on_finished("e1", "proj.add", "SUCCESS", 0.5, result_repr="3")
     dispatcher.stop()
     thread.join(timeout=30)
+    kombu_pools.reset()
     monitor.close()
     assert not thread.is_alive(), f"no worker-offline event; got {[event['type'] for event in events]}"
     assert [event["type"] for event in events] == [

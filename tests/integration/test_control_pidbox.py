@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 from celery import Celery
+from kombu import pools as kombu_pools
 
 from celeriac import keys
 from celeriac.worker.control import ControlResponder, broadcast
@@ -238,6 +239,7 @@ def test_celery_revoke_terminate_kills_a_running_task_on_a_celeriac_worker(
         stop_process(worker)
         log.close()
         client.close()
+        kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
         peer.close()
 
 

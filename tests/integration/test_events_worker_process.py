@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu import pools as kombu_pools
 
 from servers import RedisServer, stop_process
 
@@ -98,6 +99,7 @@ def test_celery_tools_see_a_running_task_and_its_events(redis_server: RedisServe
         stop_process(worker)
         log.close()
         client.close()
+        kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
         monitor.close()
     mine = [event for event in events if event.get("uuid") == task_id]
     assert [event["type"] for event in mine] == ["task-received", "task-started", "task-succeeded"]

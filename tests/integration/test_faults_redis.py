@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu import pools as kombu_pools
 from worker_process import WorkerProcess, wait_until
 
 from celeriac.brokers import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER
@@ -28,6 +29,7 @@ RESULT_TIMEOUT_S = 30
 def celery_client(redis_server: Any) -> Iterator[Celery]:
     client = Celery("client", broker=redis_server.url, backend=redis_server.url)
     yield client
+    kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
     client.close()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu import pools as kombu_pools
 from worker_process import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -25,6 +26,7 @@ def queue() -> str:
 def celery_client(rabbitmq_server: Any, redis_server: Any) -> Iterator[Celery]:
     client = Celery("client", broker=rabbitmq_server.url, backend=redis_server.url)
     yield client
+    kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
     client.close()
 
 

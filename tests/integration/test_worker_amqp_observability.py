@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu import pools as kombu_pools
 
 from servers import RabbitMQServer, RedisServer, stop_process
 
@@ -98,6 +99,10 @@ def test_celery_inspect_ping_and_events_over_rabbitmq_see_our_worker(
         assert not thread.is_alive(), f"no task-succeeded event; got {[e['type'] for e in events]}"
     finally:
         stop_process(worker)
+        if "receiver" in holder:
+            holder["receiver"].should_stop = True  # a failed test leaves no capturing thread behind
+        thread.join(timeout=DEADLINE_S)
+        kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
         monitor.close()
     mine = [event["type"] for event in events if event.get("uuid") == task_id]
     assert mine == ["task-received", "task-started", "task-succeeded"]

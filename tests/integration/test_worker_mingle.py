@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from kombu import pools as kombu_pools
 
 from celeriac import Celeriac
 from celeriac.worker import Worker, WorkerOptions
@@ -87,5 +88,6 @@ def test_mingling_worker_learns_revoked_ids_from_a_celery_worker(
         ours = start_worker("ours@mingle", mingle=True)
         assert ours.state.revoked_ids() == ["revoked-by-celery"]
     finally:
+        kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
         peer.close()
         stop_process(celery_worker)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu import pools as kombu_pools
 from worker_process import WorkerProcess, wait_until
 
 from celeriac.worker.heartbeat import read_workers
@@ -33,6 +34,7 @@ def get(port: int, path: str) -> tuple[int, str]:
 def celery_client(redis_server: Any) -> Iterator[Celery]:
     client = Celery("client", broker=redis_server.url, backend=redis_server.url)
     yield client
+    kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
     client.close()
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from kombu import pools as kombu_pools
 
 from celeriac import Celeriac, ChordError, Signature, states
 from celeriac.canvas import chord
@@ -190,6 +191,7 @@ def test_celery_inspect_registered_lists_the_app_tasks_without_celery_builtins(
         builtin = app.send_task("celery.accumulate", (1, 2))  # hidden, yet still run
         assert builtin.get(timeout=DEADLINE_S) == [1, 2]
     finally:
+        kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
         peer.close()
         assert running.stop() == 0
     names = ["settling.add", "settling.hold", "settling.quiet_add", "settling.quiet_stuck", "settling.tsum"]
