@@ -80,7 +80,10 @@ def test_eta_tasks_are_held_without_blocking_others_and_requeued_on_shutdown(
     celery_client: Celery, start_worker: Any, rclient: Any
 ) -> None:
     worker = start_worker(concurrency=1)
-    soon = celery_client.send_task("tests.record", ("soon",), countdown=1)
+    # Only once the worker consumes does "now" have a head start: a slow start-up would
+    # otherwise find "soon" already due and run it first.
+    assert celery_client.send_task("tests.add", (1, 1)).get(timeout=RESULT_TIMEOUT_S) == 2
+    soon = celery_client.send_task("tests.record", ("soon",), countdown=3)
     later = celery_client.send_task("tests.record", ("later",), countdown=3600)
     now = celery_client.send_task("tests.record", ("now",))
     assert now.get(timeout=RESULT_TIMEOUT_S) == "now"
