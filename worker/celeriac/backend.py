@@ -175,7 +175,10 @@ class RedisBackend:
         if joins and self.app is not None:
             from celeriac.chord_counter import on_chord_part_return  # lazily: chord publishes through the app
 
-            on_chord_part_return(self.app, request, state, result)
+            try:
+                on_chord_part_return(self.app, request, state, result)
+            except redis.exceptions.RedisError as exc:
+                raise BackendError(f"cannot join chord {request.group} in {self._where()}: {exc}") from exc
 
     def store_many(self, items: Iterable[tuple[str, Any, str, str | None, Any]]) -> None:
         """Store ``(task_id, result, state, traceback, request)`` items in one round trip."""

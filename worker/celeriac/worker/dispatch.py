@@ -252,7 +252,7 @@ class Dispatcher:
             self.state.on_finished(request.id, request.task, states.FAILURE, runtime_s,
                                    exception_repr=f"TimeLimitExceeded({limit})")
         elif held.kill_reason == "terminated":
-            self._store(request, TaskRevokedError("terminated"), states.REVOKED, force=True)
+            self._store(request, TaskRevokedError("terminated"), states.REVOKED)
             self.state.on_finished(request.id, request.task, states.REVOKED, runtime_s, revoke_reason="terminated")
         elif shutting_down:
             log.warning("requeueing %s[%s], killed by shutdown", request.task, request.id)
@@ -270,7 +270,7 @@ class Dispatcher:
 
     def _finish_revoked(self, held: Held, reason: str) -> None:
         log.info("task %s[%s] %s; not running it", held.request.task, held.request.id, reason)
-        self._store(held.request, TaskRevokedError(reason), states.REVOKED, force=True)
+        self._store(held.request, TaskRevokedError(reason), states.REVOKED)
         self.state.on_finished(held.request.id, held.request.task, states.REVOKED, 0.0, revoke_reason=reason)
         self._settle(held, self._writes.acks)
 
@@ -341,13 +341,17 @@ class Dispatcher:
     def _store(self, request: TaskRequest, exc: BaseException, state: str, force: bool = False) -> None:
         """Store a failure decided here, outside the trace (the backend joins a chord member's chord).
 
-        A task that ignores results still joins its chord, as in Celery's ``mark_as_failure``:
+        As in Celery, nothing is stored for a task that ignores results unless it also sets
+        ``store_errors_even_if_ignored`` (``force`` stores anyway: an unknown task has no
+        options). Such a task still joins its chord, as in Celery's ``mark_as_failure``:
         otherwise the chord would wait for it until its keys expire.
         """
         task = self.app.tasks.get(request.task)
         ignore = request.ignore_result
         if ignore is None and task is not None:
             ignore = task.option("ignore_result", "task_ignore_result")
+        if ignore and task is not None:
+            ignore = not task.option("store_errors_even_if_ignored", "task_store_errors_even_if_ignored")
         if ignore and not force:
             if request.chord and state in states.PROPAGATE_STATES:
                 try:
