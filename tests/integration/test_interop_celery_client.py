@@ -109,6 +109,15 @@ def test_expired_task_is_revoked_not_run(celery_client: Celery, start_worker: An
     assert strs(rclient.lrange("executions", 0, -1)) == ["after"]
 
 
+def test_worker_disable_rate_limits_runs_rate_limited_tasks_at_once(
+    celery_client: Celery, start_worker: Any, rclient: Any
+) -> None:
+    start_worker(concurrency=1, env={"DISABLE_RATE_LIMITS": "1"})
+    results = [celery_client.send_task("tests.rate_limited", (f"rl{i}",)) for i in range(3)]
+    assert [r.get(timeout=RESULT_TIMEOUT_S) for r in results] == ["rl0", "rl1", "rl2"]
+    assert strs(rclient.lrange("executions", 0, -1)) == ["rl0", "rl1", "rl2"]
+
+
 def test_rate_limited_task_waits_without_blocking_other_tasks(
     celery_client: Celery, start_worker: Any, rclient: Any
 ) -> None:

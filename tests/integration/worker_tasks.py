@@ -18,6 +18,7 @@ from celeriac.exceptions import SoftTimeLimitExceeded
 
 app = Celeriac("worker_tests")
 app.conf.broker_transport_options = {"visibility_timeout": float(os.environ.get("VISIBILITY_TIMEOUT_S", "3600"))}
+app.conf.worker_disable_rate_limits = os.environ.get("DISABLE_RATE_LIMITS") == "1"
 # redis-py 8 reads with a 5 s socket timeout by default; ``hold`` blocks longer than that.
 _redis = redis.Redis.from_url(os.environ.get("CELERIAC_RESULT_BACKEND", "redis://127.0.0.1:6379/0"),
                               socket_timeout=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from celeriac.config import DEFAULTS, Settings
 from celeriac.worker import WorkerOptions
 
 
@@ -43,3 +44,21 @@ def test_mingle_is_off_unless_asked_for_on_the_command_line() -> None:
     assert parse(["worker"]).mingle is False
     assert parse(["worker", "--mingle"]).mingle is True
     assert parse(["worker", "--mingle", "--without-mingle"]).mingle is False
+
+
+def test_from_conf_takes_celery_worker_settings_and_flags_win() -> None:
+    conf = Settings({"worker_concurrency": 3, "worker_max_tasks_per_child": 50, "worker_send_task_events": True,
+                     "worker_shutdown_timeout_s": 10.0, "worker_prefetch_multiplier": 2})
+    options = WorkerOptions.from_conf(conf, concurrency=None, events=None, health_port=None, pool="threads")
+    assert (options.concurrency, options.max_tasks_per_child, options.events) == (3, 50, True)
+    assert (options.shutdown_timeout_s, options.prefetch_multiplier) == (10.0, 2)
+    assert options.health_port is None  # None means "no health server" here, not "unset"
+    flagged = WorkerOptions.from_conf(conf, concurrency=1, shutdown_timeout_s=5.0, events=False)
+    assert (flagged.concurrency, flagged.shutdown_timeout_s, flagged.events) == (1, 5.0, False)
+
+
+def test_from_conf_defaults_match_the_documented_settings() -> None:
+    options = WorkerOptions.from_conf(Settings())
+    assert options.shutdown_timeout_s == DEFAULTS["worker_shutdown_timeout_s"] == 25.0
+    assert options.prefetch_multiplier == DEFAULTS["worker_prefetch_multiplier"]
+    assert options.events is False

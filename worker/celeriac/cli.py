@@ -97,13 +97,12 @@ def cmd_worker(app: Any, args: argparse.Namespace) -> int:
         "queues": tuple(_queues(args.queues)), "pool": args.pool, "loglevel": args.loglevel.upper(),
         "events": args.events, "health_port": args.health_port, "burst": args.burst,
         "prefetch_multiplier": args.prefetch_multiplier, "max_tasks_per_child": args.max_tasks_per_child,
-        "mingle": args.mingle,
+        "mingle": args.mingle, "concurrency": args.concurrency, "shutdown_timeout_s": args.shutdown_timeout,
     }
-    optional = {"concurrency": args.concurrency, "hostname": args.hostname,
-                "shutdown_timeout_s": args.shutdown_timeout, "pod_name": os.environ.get("POD_NAME")}
+    optional = {"hostname": args.hostname, "pod_name": os.environ.get("POD_NAME")}
     settings.update({name: value for name, value in optional.items() if value is not None})
     try:
-        options = WorkerOptions(**settings)
+        options = WorkerOptions.from_conf(app.conf, **settings)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     return int(Worker(app, options).run())
@@ -270,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--prefetch-multiplier", type=int, help="messages held per pool slot")
     worker.add_argument("-l", "--loglevel", default="info",
                         choices=["debug", "info", "warning", "error", "critical"], type=str.lower)
-    worker.add_argument("-E", "--events", action="store_true", help="send Celery task events")
+    worker.add_argument("-E", "--events", action="store_true", default=None,
+                        help="send Celery task events (default: worker_send_task_events)")
     worker.add_argument("--health-port", type=_health_port, default=9808,
                         help="/livez /readyz /metrics port; 0 = any free port, off = none (default 9808)")
     worker.add_argument("-n", "--hostname", help="node name (default celeriac@$POD_NAME or host)")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
+
+from celeriac.config import DEFAULTS
 
 POOLS = ("prefork", "threads", "solo")
 
@@ -47,7 +50,7 @@ class WorkerOptions:
     loglevel: str = "INFO"
     events: bool = False
     health_port: int | None = 9808
-    shutdown_timeout_s: float = 25.0
+    shutdown_timeout_s: float = DEFAULTS["worker_shutdown_timeout_s"]
     max_tasks_per_child: int | None = None
     dead_letter_suffix: str = ".dead"
     burst: bool = False
@@ -68,3 +71,25 @@ class WorkerOptions:
         object.__setattr__(self, "queues", tuple(self.queues))
         if self.pool == "solo":
             object.__setattr__(self, "concurrency", 1)
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any], **given: Any) -> WorkerOptions:
+        """Options for an app: what ``given`` leaves unset (None) comes from its ``worker_*`` settings.
+
+        Only ``concurrency``, ``prefetch_multiplier``, ``max_tasks_per_child``, ``events`` and
+        ``shutdown_timeout_s`` have such a setting; every other name in ``given`` is taken as is.
+
+        So ``app.conf.worker_concurrency = 8`` works as in Celery, and a command-line flag wins.
+        """
+        from_conf = {
+            "concurrency": conf.get("worker_concurrency"),
+            "prefetch_multiplier": conf.get("worker_prefetch_multiplier"),
+            "max_tasks_per_child": conf.get("worker_max_tasks_per_child"),
+            "events": conf.get("worker_send_task_events"),
+            "shutdown_timeout_s": conf.get("worker_shutdown_timeout_s"),
+        }
+        settings = {name: value for name, value in from_conf.items() if value is not None}
+        for name, value in given.items():
+            if value is not None or name not in from_conf:
+                settings[name] = value
+        return cls(**settings)
