@@ -52,8 +52,6 @@ DEFAULTS: dict[str, Any] = {
     "task_time_limit": None,  # seconds
     "task_soft_time_limit": None,  # seconds
     "task_default_rate_limit": None,
-    "task_default_retry_delay": 180,  # seconds
-    "task_max_retries": 3,
     "task_always_eager": False,
     "task_eager_propagates": False,
     "task_store_eager_result": False,
