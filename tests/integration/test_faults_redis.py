@@ -9,53 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
-from kombu import pools as kombu_pools
-from worker_process import WorkerProcess, wait_until
+from worker_process import wait_until
 
 from celeriac.brokers import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER
 
 pytestmark = pytest.mark.integration
 
 RESULT_TIMEOUT_S = 30
-
-
-@pytest.fixture
-def celery_client(redis_server: Any) -> Iterator[Celery]:
-    client = Celery("client", broker=redis_server.url, backend=redis_server.url)
-    yield client
-    kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
-    client.close()
-
-
-@pytest.fixture
-def rclient(redis_server: Any) -> Iterator[Any]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def start_worker(redis_server: Any, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(**options: Any) -> WorkerProcess:
-        env = options.pop("env", None)
-        worker = WorkerProcess(redis_server.url, tmp_path / f"worker{len(started)}.log", env=env, **options)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        try:
-            worker.stop()
-        finally:
-            worker.kill_group()
 
 
 def strs(values: list[bytes]) -> list[str]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
 from celery.exceptions import TaskRevokedError, TimeLimitExceeded
-from worker_process import WorkerProcess, wait_until
+from worker_process import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -19,35 +18,11 @@ RESULT_TIMEOUT_S = 30
 
 @pytest.fixture
 def celery_client(redis_server: Any) -> Iterator[Celery]:
+    """Unlike the shared fixture (tests/integration/conftest.py): no broker retries on startup."""
     client = Celery("client", broker=redis_server.url, backend=redis_server.url)
     client.conf.broker_connection_retry_on_startup = False
     yield client
     client.close()
-
-
-@pytest.fixture
-def rclient(redis_server: Any) -> Iterator[Any]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def start_worker(redis_server: Any, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(**options: Any) -> WorkerProcess:
-        env = options.pop("env", None)
-        worker = WorkerProcess(redis_server.url, tmp_path / f"worker{len(started)}.log", env=env, **options)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        try:
-            worker.stop()
-        finally:
-            worker.kill_group()
 
 
 def strs(values: list[bytes]) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from kombu import pools as kombu_pools
-from worker_process import WorkerProcess, wait_until
+from worker_process import WorkerProcess, stop_workers, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +31,6 @@ def celery_client(rabbitmq_server: Any, redis_server: Any) -> Iterator[Celery]:
 
 
 @pytest.fixture
-def rclient(redis_server: Any) -> Iterator[Any]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def start_worker(
     rabbitmq_server: Any, redis_server: Any, tmp_path: Path, queue: str
 ) -> Iterator[Callable[..., WorkerProcess]]:
@@ -50,11 +43,7 @@ def start_worker(
         return worker
 
     yield start
-    for worker in started:
-        try:
-            worker.stop()
-        finally:
-            worker.kill_group()
+    stop_workers(started)
 
 
 def test_celery_client_runs_tasks_on_our_worker_over_amqp(

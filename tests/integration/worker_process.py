@@ -88,3 +88,12 @@ def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 30.0,
         time.sleep(0.02)
     detail = f"\n{worker.log()}" if worker is not None else ""
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{detail}")
+
+
+def stop_workers(workers: list[WorkerProcess]) -> None:
+    """Stop every worker a test started; kill the group even when a graceful stop fails."""
+    for worker in workers:
+        try:
+            worker.stop()
+        finally:
+            worker.kill_group()
