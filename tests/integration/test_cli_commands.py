@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from cli_support import CELERIAC, CELERY, cli_env, write_add_app
 from kombu import pools as kombu_pools
 
 from celeriac import keys
@@ -22,24 +23,10 @@ from servers import RedisServer, stop_process
 
 pytestmark = pytest.mark.integration
 
-CELERIAC = str(Path(sys.executable).with_name("celeriac"))
-CELERY = str(Path(sys.executable).with_name("celery"))
-
-
-def write_app(directory: Path, url: str) -> None:
-    (directory / "proj.py").write_text(
-        "from celeriac import Celeriac\n"
-        f"app = Celeriac('proj', broker={url!r}, backend={url!r})\n"
-        "@app.task(name='proj.add')\n"
-        "def add(x, y):\n"
-        "    return x + y\n"
-    )
-
 
 def celeriac(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERIAC_")}
     return subprocess.run([CELERIAC, *args], cwd=directory, capture_output=True, text=True, timeout=60,
-                          env=env, check=False)
+                          env=cli_env(), check=False)
 
 
 def body_of(raw: bytes) -> tuple[dict[str, object], list[object]]:
@@ -48,7 +35,7 @@ def body_of(raw: bytes) -> tuple[dict[str, object], list[object]]:
 
 
 def test_call_publishes_a_celery_message_and_prints_its_id(redis_server: RedisServer, tmp_path: Path) -> None:
-    write_app(tmp_path, redis_server.url)
+    write_add_app(tmp_path, redis_server.url)
     done = celeriac(tmp_path, "-A", "proj", "call", "proj.add", "--args", "[2, 3]", "--kwargs", '{"z": 1}',
                     "-Q", "maths")
     assert done.returncode == 0, done.stderr
@@ -68,7 +55,7 @@ def test_call_publishes_a_celery_message_and_prints_its_id(redis_server: RedisSe
 
 @pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")  # inside celery 5.7
 def test_result_prints_what_a_celery_backend_stored(redis_server: RedisServer, tmp_path: Path) -> None:
-    write_app(tmp_path, redis_server.url)
+    write_add_app(tmp_path, redis_server.url)
     peer = Celery("peer", broker=redis_server.url, backend=redis_server.url)
     try:
         peer.backend.store_result("done-1", 5, "SUCCESS")
@@ -91,7 +78,7 @@ def test_result_prints_what_a_celery_backend_stored(redis_server: RedisServer, t
 def test_purge_needs_force_off_a_terminal_and_reports_the_count(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    write_app(tmp_path, redis_server.url)
+    write_add_app(tmp_path, redis_server.url)
     for _ in range(3):
         assert celeriac(tmp_path, "-A", "proj", "call", "proj.add", "--args", "[1, 1]", "-Q", "q1").returncode == 0
     refused = celeriac(tmp_path, "-A", "proj", "purge", "-Q", "q1")
@@ -107,7 +94,7 @@ def test_purge_needs_force_off_a_terminal_and_reports_the_count(
 def test_dlq_lists_reasons_and_requeues_without_dead_letter_headers(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    write_app(tmp_path, redis_server.url)
+    write_add_app(tmp_path, redis_server.url)
     broker = connect(redis_server.url, {})
     try:
         for number in range(3):
@@ -137,7 +124,7 @@ def test_dlq_lists_reasons_and_requeues_without_dead_letter_headers(
 def test_inspect_ping_and_call_wait_against_a_real_celery_worker(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    write_app(tmp_path, redis_server.url)
+    write_add_app(tmp_path, redis_server.url)
     (tmp_path / "peer.py").write_text(
         "from celery import Celery\n"
         f"app = Celery('peer', broker={redis_server.url!r}, backend={redis_server.url!r})\n"
@@ -171,7 +158,7 @@ def test_inspect_ping_and_call_wait_against_a_real_celery_worker(
 
 
 def test_bad_input_gives_one_line_and_a_nonzero_exit(redis_server: RedisServer, tmp_path: Path) -> None:
-    write_app(tmp_path, redis_server.url)
+    write_add_app(tmp_path, redis_server.url)
     cases = [
         (("-A", "nosuchmodule", "result", "x"), 2, "cannot import app module 'nosuchmodule'"),
         (("-A", "proj:nothere", "result", "x"), 2, "has no attribute 'nothere'"),

@@ -7,13 +7,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from cli_support import CELERIAC, CELERY, cli_env, http_get, write_add_app
 
 from celeriac import keys
 from celeriac.worker.heartbeat import read_workers
@@ -21,36 +19,15 @@ from servers import RedisServer, free_port, stop_process
 
 pytestmark = pytest.mark.integration
 
-CELERIAC = str(Path(sys.executable).with_name("celeriac"))
-CELERY = str(Path(sys.executable).with_name("celery"))
-
 
 def write_apps(directory: Path, url: str) -> None:
-    (directory / "proj.py").write_text(
-        "from celeriac import Celeriac\n"
-        f"app = Celeriac('proj', broker={url!r}, backend={url!r})\n"
-        "@app.task(name='proj.add')\n"
-        "def add(x, y):\n"
-        "    return x + y\n"
-    )
+    write_add_app(directory, url)
     (directory / "peer.py").write_text(f"from celery import Celery\napp = Celery('peer', broker={url!r})\n")
 
 
 def run(directory: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERIAC_")}
-    env["PYTHONPATH"] = str(directory)
     return subprocess.run(list(command), cwd=directory, capture_output=True, text=True, timeout=120,
-                          env=env, check=False)
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
+                          env=cli_env(directory), check=False)
 
 
 def test_burst_worker_drains_the_queue_and_exits_zero(redis_server: RedisServer, tmp_path: Path) -> None:
@@ -73,8 +50,8 @@ def test_running_worker_serves_probes_metrics_control_and_heartbeat(
 ) -> None:
     write_apps(tmp_path, redis_server.url)
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERIAC_")}
-    env.update(PYTHONPATH=str(tmp_path), POD_NAME="pod-under-test")
+    env = cli_env(tmp_path)
+    env["POD_NAME"] = "pod-under-test"
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [CELERIAC, "worker", "-A", "proj", "-Q", "jobs", "-P", "threads", "-c", "2", "-E",

@@ -4,9 +4,7 @@ Celery's EventReceiver and ``celery inspect active`` lists the task while it run
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,14 +12,12 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from cli_support import CELERIAC, CELERY, cli_env
 from kombu import pools as kombu_pools
 
 from servers import RedisServer, stop_process
 
 pytestmark = pytest.mark.integration
-
-CELERIAC = str(Path(sys.executable).with_name("celeriac"))
-CELERY = str(Path(sys.executable).with_name("celery"))
 
 
 def write_apps(directory: Path, url: str) -> None:
@@ -41,8 +37,7 @@ def write_apps(directory: Path, url: str) -> None:
 
 def test_celery_tools_see_a_running_task_and_its_events(redis_server: RedisServer, tmp_path: Path) -> None:
     write_apps(tmp_path, redis_server.url)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERIAC_")}
-    env["PYTHONPATH"] = str(tmp_path)
+    env = cli_env(tmp_path)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [CELERIAC, "worker", "-A", "proj", "-Q", "jobs", "-P", "prefork", "-c", "1", "-E",

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
-from kombu import pools as kombu_pools
+from cli_support import http_get as get
 from worker_process import WorkerProcess, wait_until
 
 from celeriac.worker.heartbeat import read_workers
 from servers import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
-@pytest.fixture
-def celery_client(redis_server: Any) -> Iterator[Celery]:
-    client = Celery("client", broker=redis_server.url, backend=redis_server.url)
-    yield client
-    kombu_pools.reset()  # Celery.close() leaves its pooled broker sockets open
-    client.close()
 
 
 def test_worker_serves_health_metrics_heartbeat_and_answers_celery_inspect(
