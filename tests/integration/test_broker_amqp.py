@@ -8,20 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from broker_support import msg
 
 from celeriac.brokers import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER, connect
 from celeriac.brokers.amqp import AmqpBroker
-from celeriac.message import Message
 
 pytestmark = pytest.mark.integration
-
-
-def msg(task_id: str) -> Message:
-    return Message(
-        headers={"lang": "py", "task": "t", "id": task_id},
-        properties={"correlation_id": task_id, "delivery_mode": 2},
-        body=json.dumps([[task_id], {}, {}]).encode(),
-    )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from broker_support import msg
 from kombu import Connection, Exchange, Queue
 
 from celeriac import keys
@@ -20,17 +21,8 @@ from celeriac.brokers import (
     connect,
 )
 from celeriac.brokers.redis import RedisBroker
-from celeriac.message import Message
 
 pytestmark = pytest.mark.integration
-
-
-def msg(task_id: str) -> Message:
-    return Message(
-        headers={"lang": "py", "task": "t", "id": task_id},
-        properties={"correlation_id": task_id, "delivery_mode": 2},
-        body=json.dumps([[task_id], {}, {}]).encode(),
-    )
 
 
 def ids(deliveries: list[Delivery]) -> list[str]:
