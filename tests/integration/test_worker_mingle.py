@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
 from kombu import pools as kombu_pools
+from worker_process import wait_until
 
 from celeriac import Celeriac
 from celeriac.worker import Worker, WorkerOptions
@@ -23,13 +23,6 @@ pytestmark = pytest.mark.integration
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 DEADLINE_S = 30.0
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 import redis
 from celery import Celery
 from kombu import pools as kombu_pools
+from worker_process import wait_until
 
 from celeriac import Celeriac, ChordError, Signature, states
 from celeriac.canvas import chord
@@ -27,13 +28,6 @@ from servers import RedisServer
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 30.0
-
-
-def wait_until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture
