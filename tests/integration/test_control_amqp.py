@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from event_capture import start_event_capture
 from kombu import pools as kombu_pools
 
 from celeriac.app import Celeriac
@@ -87,7 +87,6 @@ def test_celery_revoke_terminate_and_our_client_over_rabbitmq(
 def test_celery_receiver_reads_our_events_over_rabbitmq(rabbitmq_server: RabbitMQServer) -> None:
     monitor = Celery("monitor", broker=rabbitmq_server.url)
     events: list[dict[str, Any]] = []
-    ready = threading.Event()
     holder: dict[str, Any] = {}
 
     def on_event(event: dict[str, Any]) -> None:
@@ -95,22 +94,7 @@ def test_celery_receiver_reads_our_events_over_rabbitmq(rabbitmq_server: RabbitM
         if event["type"] == "worker-offline":
             holder["receiver"].should_stop = True
 
-    def capture() -> None:
-        with monitor.connection() as conn:
-            receiver = monitor.events.Receiver(conn, handlers={"*": on_event})
-            holder["receiver"] = receiver
-            original = receiver.on_consume_ready
-
-            def on_ready(*args: Any, **kwargs: Any) -> None:
-                original(*args, **kwargs)
-                ready.set()
-
-            receiver.on_consume_ready = on_ready
-            receiver.capture(limit=None, timeout=30, wakeup=False)
-
-    thread = threading.Thread(target=capture, daemon=True)
-    thread.start()
-    assert ready.wait(timeout=30), "Celery's receiver never started consuming"
+    thread = start_event_capture(monitor, on_event, holder, timeout_s=30)
     state = WorkerState("celeriac@rabbit2", ["celery"], 1)
     dispatcher = EventDispatcher(AmqpEventSink(rabbitmq_server.url), state, heartbeat_interval_s=60.0)
     dispatcher.start()

@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
+from event_capture import start_event_capture
 from kombu import pools as kombu_pools
 
 from servers import RabbitMQServer, RedisServer, stop_process
@@ -46,7 +46,6 @@ def test_celery_inspect_ping_and_events_over_rabbitmq_see_our_worker(
     env["PYTHONPATH"] = str(tmp_path)
     monitor = Celery("monitor", broker=rabbitmq_server.url, backend=redis_server.url)
     events: list[dict[str, Any]] = []
-    ready = threading.Event()
     holder: dict[str, Any] = {}
     task_id = ""
 
@@ -57,22 +56,7 @@ def test_celery_inspect_ping_and_events_over_rabbitmq_see_our_worker(
         if event["type"] == "task-succeeded" and event.get("uuid") == task_id:
             holder["receiver"].should_stop = True
 
-    def capture() -> None:
-        with monitor.connection() as conn:
-            receiver = monitor.events.Receiver(conn, handlers={"*": on_event})
-            holder["receiver"] = receiver
-            original = receiver.on_consume_ready
-
-            def on_ready(*args: Any, **kwargs: Any) -> None:
-                original(*args, **kwargs)
-                ready.set()
-
-            receiver.on_consume_ready = on_ready
-            receiver.capture(limit=None, timeout=DEADLINE_S, wakeup=False)
-
-    thread = threading.Thread(target=capture, daemon=True)
-    thread.start()
-    assert ready.wait(timeout=DEADLINE_S), "Celery's receiver never started consuming"
+    thread = start_event_capture(monitor, on_event, holder, timeout_s=DEADLINE_S)
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
