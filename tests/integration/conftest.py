@@ -3,6 +3,7 @@
 ``rclient``: a Redis client on the test's ``redis_server``.
 ``celery_client``: a real Celery 5.7 client with broker and backend on ``redis_server``.
 ``start_worker``: starts our worker in a subprocess against ``redis_server``; stops them all after.
+``module_redis_server``: one ``redis-server`` for a whole module, for tests sharing a long-lived worker.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 from celery import Celery
 from kombu import pools as kombu_pools
 from worker_process import WorkerProcess, stop_workers
+
+from servers import RedisServer, start_redis
 
 
 @pytest.fixture
@@ -44,3 +47,12 @@ def start_worker(redis_server: Any, tmp_path: Path) -> Iterator[Callable[..., Wo
 
     yield start
     stop_workers(started)
+
+
+@pytest.fixture(scope="module")
+def module_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -18,7 +18,7 @@ from celery import Celery
 
 from celeriac import Celeriac, ChordError, Signature, states
 from celeriac.canvas import chain, chord, group
-from servers import RedisServer, start_redis, stop_process, wait_until
+from servers import RedisServer, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,10 @@ TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    redis_server = start_redis(tmp_path_factory.mktemp("redis"))
-    try:
-        yield redis_server
-    finally:
-        collect_celery_leftovers()
-        redis_server.stop()
+def server(module_redis_server: RedisServer) -> Iterator[RedisServer]:
+    """The module's Redis; Celery's leftovers are collected before it stops (its fixture tears down after)."""
+    yield module_redis_server
+    collect_celery_leftovers()
 
 
 def collect_celery_leftovers() -> None:

@@ -12,7 +12,7 @@ from canvas_support import start_our_worker
 
 from celeriac import Celeriac, ChordError, GroupResult, Signature, states
 from celeriac.canvas import chain, chord, group
-from servers import RedisServer, start_redis, stop_process, wait_until
+from servers import RedisServer, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -20,12 +20,8 @@ TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    redis_server = start_redis(tmp_path_factory.mktemp("redis"))
-    try:
-        yield redis_server
-    finally:
-        redis_server.stop()
+def server(module_redis_server: RedisServer) -> RedisServer:
+    return module_redis_server
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from celery import Celery
 
 from celeriac import Celeriac, TaskError, states
 from celeriac.exceptions import TaskRevokedError
-from servers import RedisServer, start_redis, stop_process, wait_until
+from servers import RedisServer, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +24,9 @@ TESTS = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(module_redis_server: RedisServer) -> str:
     """One redis-server for the module, so one Celery worker serves every test here."""
-    server: RedisServer = start_redis(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    return module_redis_server.url
 
 
 @pytest.fixture(scope="module")
