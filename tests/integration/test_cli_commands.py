@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from cli_support import CELERIAC, CELERY, cli_env, write_add_app
+from cli_support import CELERIAC, cli_env, start_celery_peer, write_add_app
 from kombu import pools as kombu_pools
 
 from celeriac import keys
@@ -133,12 +132,7 @@ def test_inspect_ping_and_call_wait_against_a_real_celery_worker(
         "    return x + y\n"
     )
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [CELERY, "-A", "peer", "worker", "-P", "solo", "-n", "celery@peer", "--without-mingle",
-         "--without-gossip", "-l", "warning"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-    )
+    worker = start_celery_peer(tmp_path, "peer", "celery@peer", log)
     try:
         deadline = time.monotonic() + 60
         ping = celeriac(tmp_path, "-A", "proj", "inspect", "ping", "-t", "0.5")

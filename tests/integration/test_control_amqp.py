@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from cli_support import CELERY
 from event_capture import start_event_capture
 from kombu import pools as kombu_pools
 
@@ -25,8 +25,6 @@ from celeriac.worker.state import WorkerState
 from servers import RabbitMQServer
 
 pytestmark = pytest.mark.integration
-
-CELERY = str(Path(sys.executable).with_name("celery"))
 
 
 @pytest.fixture

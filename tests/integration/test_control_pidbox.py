@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 from celery import Celery
+from cli_support import CELERIAC, CELERY, cli_env, start_celery_peer
 from kombu import pools as kombu_pools
 
 from celeriac import keys
@@ -23,8 +23,6 @@ from celeriac.worker.state import WorkerState
 from servers import RedisServer, stop_process
 
 pytestmark = pytest.mark.integration
-
-CELERY = str(Path(sys.executable).with_name("celery"))
 
 
 def write_celery_app(directory: Path, url: str, prefix: str = "") -> None:
@@ -150,12 +148,7 @@ def test_our_client_pings_a_real_celery_worker_with_a_key_prefix(
 ) -> None:
     write_celery_app(tmp_path, redis_server.url, prefix="pfx:")
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [CELERY, "-A", "ctlapp", "worker", "-P", "solo", "-n", "celery@peer", "--without-mingle",
-         "--without-gossip", "-l", "warning"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-    )
+    worker = start_celery_peer(tmp_path, "ctlapp", "celery@peer", log)
     try:
         client = redis_server.client()
         replies: list[dict[str, object]] = []
@@ -205,11 +198,10 @@ def test_celery_revoke_terminate_kills_a_running_task_on_a_celeriac_worker(
         f"    redis.Redis.from_url({url!r}).blpop([key], timeout=120)  # only a kill ends it early\n"
         "    return 'released'\n"
     )
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERIAC_")}
-    env["PYTHONPATH"] = str(tmp_path)
+    env = cli_env(tmp_path)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [str(Path(sys.executable).with_name("celeriac")), "worker", "-A", "hold", "-Q", "hq", "-P", "prefork",
+        [CELERIAC, "worker", "-A", "hold", "-Q", "hq", "-P", "prefork",
          "-c", "1", "--health-port", "off", "-n", "celeriac@rv", "-l", "info"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -276,12 +268,7 @@ def test_a_starting_celery_worker_learns_our_revokes_through_mingle(
 def test_mingle_learns_revoked_ids_from_a_running_celery_worker(redis_server: RedisServer, tmp_path: Path) -> None:
     write_celery_app(tmp_path, redis_server.url)
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [CELERY, "-A", "ctlapp", "worker", "-P", "solo", "-n", "celery@elder", "--without-mingle",
-         "--without-gossip", "-l", "warning"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-    )
+    worker = start_celery_peer(tmp_path, "ctlapp", "celery@elder", log)
     client = redis_server.client()
     try:
         replies: list[dict[str, object]] = []

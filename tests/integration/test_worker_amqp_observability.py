@@ -5,15 +5,14 @@ its events from the ``celeryev`` exchange (nothing goes through the Redis result
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
+from cli_support import CELERIAC, CELERY, cli_env
 from event_capture import start_event_capture
 from kombu import pools as kombu_pools
 
@@ -21,8 +20,6 @@ from servers import RabbitMQServer, RedisServer, stop_process
 
 pytestmark = pytest.mark.integration
 
-CELERIAC = str(Path(sys.executable).with_name("celeriac"))
-CELERY = str(Path(sys.executable).with_name("celery"))
 HOSTNAME = "celeriac@amqp-obs"
 DEADLINE_S = 60.0
 
@@ -42,8 +39,7 @@ def test_celery_inspect_ping_and_events_over_rabbitmq_see_our_worker(
     rabbitmq_server: RabbitMQServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     write_apps(tmp_path, rabbitmq_server.url, redis_server.url)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERIAC_")}
-    env["PYTHONPATH"] = str(tmp_path)
+    env = cli_env(tmp_path)
     monitor = Celery("monitor", broker=rabbitmq_server.url, backend=redis_server.url)
     events: list[dict[str, Any]] = []
     holder: dict[str, Any] = {}

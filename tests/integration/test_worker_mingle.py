@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
+from cli_support import CELERY
 from kombu import pools as kombu_pools
 from worker_process import wait_until
 
@@ -21,7 +21,6 @@ from servers import RedisServer, stop_process
 
 pytestmark = pytest.mark.integration
 
-CELERY = str(Path(sys.executable).with_name("celery"))
 DEADLINE_S = 30.0
 
 
