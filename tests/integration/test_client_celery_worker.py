@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import gc
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
+from cli_support import start_golden_celery_worker
 
 from celeriac import Celeriac, TaskError, states
 from celeriac.exceptions import TaskRevokedError
 from servers import RedisServer, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
-
-TESTS = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +30,7 @@ def redis_url(module_redis_server: RedisServer) -> str:
 def celery_worker(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
     """``celery -A golden.celery_tasks worker -P solo``: a real Celery worker on the module's Redis."""
     log = tmp_path_factory.mktemp("celery") / "worker.log"
-    env = {**os.environ, "GOLDEN_REDIS_URL": redis_url, "PYTHONPATH": str(TESTS)}
-    command = [
-        str(Path(sys.executable).parent / "celery"), "-A", "golden.celery_tasks", "worker", "-P", "solo",
-        "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "info",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        worker = subprocess.Popen(command, cwd=TESTS, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # fmt: skip
+    worker = start_golden_celery_worker(log, {"GOLDEN_REDIS_URL": redis_url})
     try:
         wait_until(lambda: b"ready." in log.read_bytes(), 60, f"celery worker to be ready (log: {log})")
         yield worker

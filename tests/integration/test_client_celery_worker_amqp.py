@@ -5,20 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import start_golden_celery_worker
 
 from celeriac import Celeriac, states
 from servers import RedisServer, wait_until
 
 pytestmark = pytest.mark.integration
-
-TESTS = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -32,15 +30,8 @@ def celery_worker(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``celery worker -P solo -Q <queue>`` consuming from RabbitMQ, storing results in Redis."""
     log = tmp_path / "worker.log"
-    env = {**os.environ, "GOLDEN_REDIS_URL": redis_server.url, "GOLDEN_BROKER_URL": rabbitmq_server.url,
-           "PYTHONPATH": str(TESTS)}  # fmt: skip
-    command = [
-        str(Path(sys.executable).parent / "celery"), "-A", "golden.celery_tasks", "worker", "-P", "solo", "-Q", queue,
-        "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "info",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        worker = subprocess.Popen(command, cwd=TESTS, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # fmt: skip
+    env = {"GOLDEN_REDIS_URL": redis_server.url, "GOLDEN_BROKER_URL": rabbitmq_server.url}
+    worker = start_golden_celery_worker(log, env, "-Q", queue)
     try:
         wait_until(lambda: b"ready." in log.read_bytes(), 60, f"celery worker to be ready (log: {log})")
         yield worker
