@@ -31,6 +31,16 @@ def normalised(raw: bytes) -> dict[str, Any]:
     return meta
 
 
+def first_message(pubsub: Any) -> Any:
+    """The first message on ``pubsub`` within about 5 s, or None."""
+    message = None
+    for _ in range(50):
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            break
+    return message
+
+
 def test_success_and_failure_documents_match_celerys_byte_layout(redis_server: RedisServer) -> None:
     backend = RedisBackend(redis_server.url)
     client = redis_server.client()
@@ -62,11 +72,7 @@ def test_every_write_is_published_on_the_key_channel(redis_server: RedisServer) 
     pubsub = redis_server.client().pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("celery-task-meta-pub")
     backend.store_result("pub", {"a": 1}, states.SUCCESS)
-    message = None
-    for _ in range(50):
-        message = pubsub.get_message(timeout=0.1)
-        if message is not None:
-            break
+    message = first_message(pubsub)
     assert message is not None
     assert json.loads(message["data"])["result"] == {"a": 1}
     pubsub.close()
@@ -142,11 +148,7 @@ def test_revoke_broadcasts_the_same_pidbox_message_as_celery(redis_server: Redis
     pubsub = redis_server.client().pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("/0.celery.pidbox")
     app.AsyncResult("abc-2").revoke(terminate=True, signal="SIGKILL")
-    message = None
-    for _ in range(50):
-        message = pubsub.get_message(timeout=0.1)
-        if message is not None:
-            break
+    message = first_message(pubsub)
     assert message is not None
     envelope = json.loads(message["data"])
     body = json.loads(base64.b64decode(envelope.pop("body")))
