@@ -72,18 +72,23 @@ def capture_client(url: str, client: Any) -> dict[str, Any]:
     return records
 
 
+def _start_celery_worker(url: str, **extra_env: str) -> subprocess.Popen[bytes]:
+    """A real Celery worker running ``golden.celery_tasks`` on ``url``; the caller kills its group."""
+    env = {**os.environ, "GOLDEN_REDIS_URL": url, "PYTHONPATH": str(TESTS), **extra_env}
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "golden.celery_tasks", "worker", "-P", "solo",
+         "-c", "1", "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
+        cwd=TESTS, env=env, start_new_session=True,
+    )  # fmt: skip
+
+
 def capture_worker(url: str, client: Any) -> dict[str, Any]:
     from celery import Celery
 
     from golden.cases import NORMALISED, normalise_envelope, task_id
     from servers import wait_until
 
-    env = {**os.environ, "GOLDEN_REDIS_URL": url, "PYTHONPATH": str(TESTS)}
-    worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "celery"), "-A", "golden.celery_tasks", "worker", "-P", "solo",
-         "-c", "1", "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
-        cwd=TESTS, env=env, start_new_session=True,
-    )  # fmt: skip
+    worker = _start_celery_worker(url)
     app = Celery("capture", broker=url, backend=url)
     ids = {"success": task_id(101), "failure": task_id(102), "retry": task_id(103)}
     try:
@@ -126,12 +131,7 @@ def capture_extended(url: str, client: Any) -> dict[str, Any]:
     from golden.cases import NORMALISED, task_id
     from servers import wait_until
 
-    env = {**os.environ, "GOLDEN_REDIS_URL": url, "PYTHONPATH": str(TESTS), "GOLDEN_RESULT_EXTENDED": "1"}
-    worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "celery"), "-A", "golden.celery_tasks", "worker", "-P", "solo",
-         "-c", "1", "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
-        cwd=TESTS, env=env, start_new_session=True,
-    )  # fmt: skip
+    worker = _start_celery_worker(url, GOLDEN_RESULT_EXTENDED="1")
     app = Celery("capture", broker=url, backend=url)
     key = f"celery-task-meta-{task_id(104)}"
     try:
