@@ -342,6 +342,9 @@ class ControlPlane:
             except ControlPlaneError as exc:
                 last = exc
                 self.stop()
+            except BaseException:
+                self.stop()  # never leave half a control plane running (Ctrl-C, unexpected errors)
+                raise
         raise ControlPlaneError(f"control plane did not start: {last}")
 
     def _start_once(self, controller_manager: bool) -> None:
