@@ -69,7 +69,11 @@ class Broker(Protocol):
         routing_key: str | None = None,
         priority: int = 0,
     ) -> None:
-        """Send one message: to ``queue`` directly, or through ``exchange`` by ``routing_key``."""
+        """Send one message: to ``queue`` directly, or through ``exchange`` by ``routing_key``.
+
+        Transports subclass :class:`Broker` and inherit this; they implement ``publish_many``.
+        """
+        self.publish_many([PublishItem(message, queue, exchange, routing_key, priority)])
 
     def publish_many(self, items: Iterable[PublishItem]) -> None:
         """Send several messages in one round trip where the transport allows it."""

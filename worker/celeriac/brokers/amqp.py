@@ -27,6 +27,7 @@ from celeriac.brokers import (
     DEAD_LETTER_QUEUE_HEADER,
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_TIME_HEADER,
+    Broker,
     BrokerConnectionError,
     Delivery,
     PublishItem,
@@ -43,7 +44,7 @@ DRAIN_SLICE_S = 0.05
 _PROPERTY_NAMES = ("correlation_id", "reply_to", "delivery_mode", "priority", "expiration")
 
 
-class AmqpBroker:
+class AmqpBroker(Broker):
     """A :class:`~celeriac.brokers.Broker` over RabbitMQ. Transport options go to kombu's Connection;
     ``dead_letter_suffix`` (default ``.dead``) names dead-letter queues."""
 
@@ -108,17 +109,6 @@ class AmqpBroker:
         if queue not in self._declared:
             kombu.Queue(queue, kombu.Exchange(queue, "direct"), routing_key=queue, channel=self._connect()).declare()
             self._declared.add(queue)
-
-    def publish(
-        self,
-        message: Message,
-        *,
-        queue: str | None = None,
-        exchange: str = "",
-        routing_key: str | None = None,
-        priority: int = 0,
-    ) -> None:
-        self.publish_many([PublishItem(message, queue, exchange, routing_key, priority)])
 
     def publish_many(self, items: Iterable[PublishItem]) -> None:
         with self._errors("publishing"):

@@ -36,7 +36,7 @@ import redis
 import redis.exceptions
 
 from celeriac import keys
-from celeriac.brokers import BrokerConnectionError, Delivery, PublishItem
+from celeriac.brokers import Broker, BrokerConnectionError, Delivery, PublishItem
 from celeriac.brokers import redis_scripts as scripts
 from celeriac.brokers.envelope import (
     build_envelope,
@@ -46,7 +46,6 @@ from celeriac.brokers.envelope import (
     parse_envelope,
     redelivered_envelope,
 )
-from celeriac.message import Message
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ DEFAULT_MUTEX_EXPIRE_S = 300.0
 
 
 
-class RedisBroker:
+class RedisBroker(Broker):
     """A :class:`~celeriac.brokers.Broker` over Redis; thread-safe (redis-py connection pool).
 
     Transport options (kombu's names): ``visibility_timeout`` (seconds, default 3600; keep
@@ -118,17 +117,6 @@ class RedisBroker:
         member = keys.binding_member(queue, queue)
         pipe.sadd(keys.binding_key(queue, self.prefix), member)
         pipe.sadd(keys.binding_permanent_key(queue, self.prefix), member)
-
-    def publish(
-        self,
-        message: Message,
-        *,
-        queue: str | None = None,
-        exchange: str = "",
-        routing_key: str | None = None,
-        priority: int = 0,
-    ) -> None:
-        self.publish_many([PublishItem(message, queue, exchange, routing_key, priority)])
 
     def publish_many(self, items: Iterable[PublishItem]) -> None:
         """LPUSH every item (declaring new queues first) in one non-transactional pipeline."""
