@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 
 class MissingTool(RuntimeError):
@@ -54,6 +55,28 @@ def port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class _Server(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+def start_retrying(make: Callable[[int], S], attempts: int, what: str) -> S:
+    """Start ``make(attempt)``, retrying with a new one: a probed free port can be taken before it binds."""
+    last_error: Exception | None = None
+    for attempt in range(attempts):
+        server = make(attempt)
+        try:
+            server.start()
+            return server
+        except (RuntimeError, TimeoutError) as exc:
+            server.stop()
+            last_error = exc
+    raise RuntimeError(f"could not start {what}: {last_error}")
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
@@ -136,16 +159,7 @@ def start_redis(directory: Path) -> RedisServer:
         "apt-get update && apt-get install -y redis-server",
         candidates=("/usr/bin/redis-server",),
     )
-    last_error: Exception | None = None
-    for _ in range(5):  # a free port can be taken between probing and binding
-        server = RedisServer(binary=binary, directory=directory)
-        try:
-            server.start()
-            return server
-        except (RuntimeError, TimeoutError) as exc:
-            server.stop()
-            last_error = exc
-    raise RuntimeError(f"could not start redis-server: {last_error}")
+    return start_retrying(lambda _: RedisServer(binary=binary, directory=directory), 5, "redis-server")
 
 
 @dataclass
@@ -252,14 +266,10 @@ def start_rabbitmq(directory: Path) -> RabbitMQServer:
     # so prefer the real script it wraps.
     binary = require_binary("rabbitmq-server", fix, candidates=("/usr/lib/rabbitmq/bin/rabbitmq-server",))
     epmd = require_binary("epmd", fix, candidates=("/usr/bin/epmd",))
-    last_error: Exception | None = None
-    for attempt in range(3):  # a free port can be taken between probing and binding
-        server = RabbitMQServer(binary=binary, epmd=epmd, directory=directory / f"node{attempt}")
-        server.directory.mkdir(parents=True, exist_ok=True)
-        try:
-            server.start()
-            return server
-        except (RuntimeError, TimeoutError) as exc:
-            server.stop()
-            last_error = exc
-    raise RuntimeError(f"could not start rabbitmq-server: {last_error}")
+
+    def make(attempt: int) -> RabbitMQServer:
+        node_dir = directory / f"node{attempt}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        return RabbitMQServer(binary=binary, epmd=epmd, directory=node_dir)
+
+    return start_retrying(make, 3, "rabbitmq-server")
