@@ -20,7 +20,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from celeriac import keys
+from celeriac import cli_schedule, keys
+from celeriac.beat import command as beat_command
 from celeriac.exceptions import FatalError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -315,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--limit", type=int, default=100, help="list at most N, oldest first (100)")
     dlq.add_argument("--count", type=int, help="requeue at most N, oldest first (default: all)")
     dlq.set_defaults(handler=cmd_dlq)
+
+    beat_command.add_parser(commands, common)
+    cli_schedule.add_parser(commands, common)
     return parser
 
 

@@ -1,0 +1,61 @@
+"""Fixtures of the k8s tier: the CRDs from ``crds/`` applied to the session's control plane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+
+from servers import wait_until
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from control_plane import ControlPlane
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+def crd_documents() -> list[dict[str, object]]:
+    """Every CustomResourceDefinition in ``crds/`` (the files users and the chart apply)."""
+    documents = []
+    for path in sorted(CRDS.glob("*.yaml")):
+        documents.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return [doc for doc in documents if doc.get("kind") == "CustomResourceDefinition"]
+
+
+@pytest.fixture(scope="session")
+def celeriac_crds(control_plane: ControlPlane) -> list[str]:
+    """Apply ``crds/*.yaml`` once per session (create or replace) and wait until each is Established.
+
+    Returns the CRD names.
+    """
+    from kubernetes import client, config
+
+    api: ApiClient = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    for doc in crd_documents():
+        name = doc["metadata"]["name"]  # type: ignore[index]
+        try:
+            current = ext.read_custom_resource_definition(name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            ext.create_custom_resource_definition(doc)
+        else:
+            doc["metadata"]["resourceVersion"] = current.metadata.resource_version  # type: ignore[index]
+            ext.replace_custom_resource_definition(name, doc)
+        names.append(name)
+
+    def established(name: str) -> bool:
+        conditions = ext.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    if not names:
+        raise RuntimeError(f"no CustomResourceDefinitions in {CRDS}; generate them: python -m celeriac_operator.crdgen")
+    for name in names:
+        wait_until(lambda name=name: established(name), timeout_s=30, what=f"CRD {name} Established")
+    return names
