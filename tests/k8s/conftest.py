@@ -1,7 +1,10 @@
-"""Fixtures of the k8s tier: the CRDs from ``crds/`` applied to the session's control plane."""
+"""Fixtures of the k8s tier: the CRDs from ``crds/`` applied to the session's control plane, and ``kubectl``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,3 +62,29 @@ def celeriac_crds(control_plane: ControlPlane) -> list[str]:
     for name in names:
         wait_until(lambda name=name: established(name), timeout_s=30, what=f"CRD {name} Established")
     return names
+
+
+Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    """Run the built ``kubectl`` against the control plane: ``kubectl("get", "wp", "-n", ns, input=None, check=True)``.
+
+    Returns the CompletedProcess (text mode, stdout and stderr captured). With ``check=True`` a non-zero exit
+    raises AssertionError carrying kubectl's stderr, so a failing test shows the API server's message.
+    """
+    from control_plane import K8S
+
+    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
+
+    def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(K8S.path("kubectl")), *args],
+            check=False, input=input, capture_output=True, text=True, env=env, timeout=60,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        return done
+
+    return run
