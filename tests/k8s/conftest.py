@@ -1,15 +1,17 @@
-"""Fixtures of the k8s tier: the CRDs from ``crds/`` applied to the session's control plane, and ``kubectl``."""
+"""Fixtures of the k8s tier: the CRDs from ``crds/`` applied to the session's control plane, ``kubectl``, and
+``operator`` (the real operator process watching the test's namespace)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+from operator_support import OperatorProcess, start_operator
 
 from servers import wait_until
 
@@ -88,3 +90,24 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
         return done
 
     return run
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane, celeriac_crds: list[str], namespace: str, tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[OperatorProcess]:
+    """``python -m celeriac_operator --standalone --namespace <namespace>``, live before the test starts.
+
+    Stopped in teardown; its log is printed when the test failed.
+    """
+    process = start_operator(control_plane.kubeconfig, [namespace], tmp_path / "operator")
+    try:
+        yield process
+    finally:
+        process.stop()
+        failed = any(
+            getattr(getattr(request.node, f"report_{when}", None), "failed", False) for when in ("setup", "call")
+        )
+        if failed:
+            print(f"--- operator log ({process.log_path}) ---\n{process.logs()[-20000:]}")

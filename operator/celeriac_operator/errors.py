@@ -1,0 +1,40 @@
+"""The operator's exceptions: one root, split into retryable (try again later) and fatal (stop).
+
+Handlers turn :class:`RetryableError` into ``kopf.TemporaryError(delay=...)`` and :class:`FatalError`
+into ``kopf.PermanentError``. Messages say what is wrong and how to fix it, and never carry credentials.
+"""
+
+from __future__ import annotations
+
+
+class OperatorError(Exception):
+    """Root of every error the operator raises on purpose."""
+
+
+class RetryableError(OperatorError):
+    """A transient problem (API conflict, API server unavailable): retry after ``delay_s`` seconds."""
+
+    def __init__(self, message: str, *, delay_s: float = 2.0) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class FatalError(OperatorError):
+    """Retrying can't help (e.g. a resource the API server accepted but that can't be built)."""
+
+
+class SettingsError(FatalError):
+    """An operator setting (environment variable or flag) has an unusable value."""
+
+
+class Unresolved(OperatorError):
+    """A reference in a custom resource can't be resolved yet (missing TaskQueue, Secret or key).
+
+    Not retried by kopf: it becomes a condition (``reason``) and an Event, and the periodic
+    re-check recovers once the user fixes it.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
