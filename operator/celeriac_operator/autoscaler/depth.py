@@ -165,7 +165,7 @@ def measure_amqp(url: str, queues: Sequence[str], *, timeout_s: float = DEFAULT_
     """Ready messages per queue by passive declare; a queue that does not exist counts 0."""
     by_queue: dict[str, int] = {}
     connection = kombu.Connection(url, connect_timeout=timeout_s)
-    with connection, _unreachable_on_error(url, *connection.connection_errors, OSError):
+    with connection, _unreachable_on_error(url, *connection.connection_errors, amqp.exceptions.AMQPError, OSError):
         connection.connect()
         for queue in dict.fromkeys(queues):
             # A 404 closes the channel, so each queue gets its own.
