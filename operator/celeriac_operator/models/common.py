@@ -77,6 +77,14 @@ class Model(BaseModel):
         """The Kubernetes (camelCase, JSON-typed) form, without unset optional fields."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def to_patch(self) -> dict[str, Any]:
+        """Only the fields given explicitly, in Kubernetes form: a JSON merge patch body.
+
+        Status has two writers (BeatSchedule: the beat and the operator); a patch built from a model
+        constructed with just one writer's fields never resets the other's (``conditions: []`` included).
+        """
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
 
 class SecretKeyRef(Model):
     """A key of a Secret in the resource's own namespace."""
