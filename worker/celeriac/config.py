@@ -68,6 +68,15 @@ DEFAULTS: dict[str, Any] = {
     "worker_disable_rate_limits": False,
     "worker_send_task_events": False,
     "worker_shutdown_timeout_s": 25.0,  # Celeriac: warm-shutdown deadline, below a pod's 30 s grace
+    # Celeriac: ack without running a scheduled message (header celeriac_scheduled) whose id is
+    # already SUCCESS in the result backend: a duplicate from a scheduler failover never runs twice.
+    # Costs one backend GET per scheduled message only; ordinary messages are not looked up.
+    "worker_skip_succeeded_scheduled": True,
+    # Scheduler (celeriac beat)
+    "beat_schedule": {},  # Celery format: name -> {"task", "schedule", "args", "kwargs", "options"}
+    "beat_lease_duration_s": 15.0,  # a Lease not renewed for this long (observed locally) may be taken
+    "beat_renew_deadline_s": 10.0,  # a leader that has not renewed for this long stops firing (< lease)
+    "beat_retry_period_s": 2.0,  # renew/acquire attempt interval; also the on-time window for a slot
     # Control and events
     "control_exchange": "celery",
     "event_exchange": "celeryev",

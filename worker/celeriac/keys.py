@@ -24,6 +24,9 @@ Celeriac's own keys (no Celery equivalent) all start with ``celeriac.``:
 * ``celeriac.workers``              ZSET worker id scored by its last heartbeat (unix seconds)
 * ``celeriac.worker.<worker_id>``   HASH heartbeat record of one worker (read by the operator)
 * ``<queue>.dead``                  LIST dead-lettered envelopes (default dead-letter queue name)
+* ``celeriac.beat.fired.<task_id>`` STRING "1", the scheduler's publish-once guard for one scheduled slot:
+  set with ``NX EX <ttl>`` in the same Lua step as the publish (see :mod:`celeriac.beat.publisher`);
+  ``<task_id>`` is the slot's deterministic id, ttl max(3600 s, 2 x the schedule's period)
 
 Every name accepts an optional ``prefix`` (kombu's ``global_keyprefix``), applied verbatim.
 """
@@ -50,6 +53,8 @@ WORKERS_INDEX = "celeriac.workers"
 WORKER_PREFIX = "celeriac.worker."
 
 DEAD_LETTER_SUFFIX = ".dead"
+
+BEAT_FIRED_PREFIX = "celeriac.beat.fired."
 
 
 def priority_step(priority: object) -> int:
@@ -131,3 +136,8 @@ def workers_index(prefix: str = "") -> str:
 def dead_letter_list(queue: str, suffix: str = DEAD_LETTER_SUFFIX, prefix: str = "") -> str:
     """The dead-letter LIST of ``queue`` with a configurable suffix and kombu's key prefix."""
     return f"{prefix}{queue}{suffix}"
+
+
+def beat_fired(task_id: str, prefix: str = "") -> str:
+    """The publish-once guard of the scheduled message ``task_id`` (one per entry and slot)."""
+    return f"{prefix}{BEAT_FIRED_PREFIX}{task_id}"

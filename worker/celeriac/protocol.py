@@ -22,6 +22,11 @@ from celeriac.serialization import compress, decompress, dumps, loads
 REPR_MAX_CHARS = 1024
 """Celery's ``argsrepr``/``kwargsrepr`` length cap."""
 
+SCHEDULED_HEADER = "celeriac_scheduled"
+"""Custom header on a message published by ``celeriac beat``: ``{"schedule": key, "entry": name,
+"slot": ISO-8601 UTC}``. Its presence tells the worker the id is deterministic, so a duplicate whose
+id is already SUCCESS can be skipped (setting ``worker_skip_succeeded_scheduled``)."""
+
 STANDARD_HEADERS = frozenset(
     {
         "lang",

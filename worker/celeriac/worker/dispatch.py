@@ -28,7 +28,7 @@ from celeriac.exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from celeriac.protocol import TaskRequest, decode_task_message
+from celeriac.protocol import SCHEDULED_HEADER, TaskRequest, decode_task_message
 from celeriac.worker.jobs import Job, JobResult
 from celeriac.worker.options import WorkerOptions
 from celeriac.worker.pool import Pool, ThreadPool
@@ -167,12 +167,36 @@ class Dispatcher:
                 self._finish_revoked(held, "revoked")
             elif request.expires is not None and _seconds_until(request.expires) <= 0:
                 self._finish_revoked(held, "expired")
+            elif SCHEDULED_HEADER in request.headers and self._already_succeeded(request):
+                self._skip_duplicate(held)
             else:
                 wait_s = self._rate_wait(held)
                 if wait_s > 0:
                     self.timers.add(wait_s, ("rate", held))
                 else:
                     self._start(held)
+
+    def _already_succeeded(self, request: TaskRequest) -> bool:
+        """A scheduled message (deterministic id) whose id is SUCCESS already: a failover duplicate.
+
+        Only messages carrying the scheduler's header reach here, so ordinary messages cost
+        no lookup. A backend error runs the task (a skipped run would be lost for good).
+        """
+        if not self.app.conf.worker_skip_succeeded_scheduled:
+            return False
+        try:
+            return bool(self.app.backend.get_meta(request.id).get("status") == states.SUCCESS)
+        except BackendError as exc:
+            log.warning("could not check whether scheduled task %s already ran: %s", request.id, exc)
+            return False
+
+    def _skip_duplicate(self, held: Held) -> None:
+        request = held.request
+        log.info("scheduled task %s[%s] already succeeded (slot %s); acking the duplicate without running it",
+                 request.task, request.id, request.headers.get(SCHEDULED_HEADER))
+        self.state.metrics.scheduled_duplicates.labels(task=request.task).inc()
+        self.state.on_requeued(request.id)  # forget it: neither reserved nor processed any more
+        self._settle(held, self._writes.acks)
 
     def _rate_wait(self, held: Held) -> float:
         if self.app.conf.worker_disable_rate_limits:

@@ -10,6 +10,8 @@ Metrics (``task`` is the registered task name):
 * ``celeriac_tasks_succeeded_total{task}``  counter, executions that returned
 * ``celeriac_tasks_failed_total{task}``     counter, executions that raised (final failure)
 * ``celeriac_tasks_retried_total{task}``    counter, executions that asked for a retry
+* ``celeriac_scheduled_duplicates_skipped_total{task}`` counter, scheduled messages acked unrun because
+  their id was already SUCCESS (a scheduler failover duplicate)
 * ``celeriac_task_runtime_seconds{task}``   histogram, execution wall time in seconds
 * ``celeriac_tasks_prefetched``             gauge, messages held by the worker but not yet running
 * ``celeriac_tasks_active``                 gauge, tasks running right now
@@ -46,6 +48,11 @@ class WorkerMetrics:
         )
         self.retried = Counter(
             "celeriac_tasks_retried", "Task executions that asked for a retry.", ["task"],
+            registry=self.registry,
+        )
+        self.scheduled_duplicates = Counter(
+            "celeriac_scheduled_duplicates_skipped",
+            "Scheduled messages acked without running: their id had already succeeded.", ["task"],
             registry=self.registry,
         )
         self.runtime = Histogram(
