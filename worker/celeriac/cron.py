@@ -139,8 +139,10 @@ def _parse_field(expr: str, index: int, text: str) -> list[int]:
             if not step_text.isdigit() or int(step_text) == 0:
                 raise ScheduleError(f"{where} step {step_text!r} in {item!r} must be a positive whole number")
             step = int(step_text)
+        # An open end (`*`, `a/n`) stops at 6 in day-of-week: 7 (Sunday again) only when written.
+        open_end = 6 if index == 4 else highest
         if span in ("*", "?"):
-            first, last = lowest, highest
+            first, last = lowest, open_end
         elif "-" in span:
             first_text, _, last_text = span.partition("-")
             first, last = value(first_text), value(last_text)
@@ -148,7 +150,7 @@ def _parse_field(expr: str, index: int, text: str) -> list[int]:
                 raise ScheduleError(f"{where} range {span!r} is empty; write the lower bound first")
         else:
             first = value(span)
-            last = highest if slash else first
+            last = open_end if slash else first
         found.update(range(first, last + 1, step))
     return sorted(found)
 
