@@ -124,7 +124,7 @@ class LeaderElector:
             try:
                 current = self.client.get()
                 if current is None:
-                    created = self.client.create(self._claim(LeaseRecord(), was_holder=False))
+                    created = self.client.create(replace(self._claim(LeaseRecord(), was_holder=False), transitions=0))
                     return self._renewed(created, started_s)
                 self._observe(current, started_s)
                 if current.holder and current.holder != self.identity:

@@ -27,7 +27,7 @@ class Decision:
     fire: tuple[datetime, ...]
     latest: datetime | None
     missed: int = 0
-    """How many missed slots the policy dropped (for the log line)."""
+    """Missed slots the policy dropped, among the (bounded) window looked at; for the log line."""
 
 
 def decide(entry: Entry, anchor: datetime, now: datetime, grace_s: float) -> Decision:
