@@ -173,10 +173,12 @@ def reference_markdown() -> str:
         schema = object_schema(resource)
         out += [f"### {resource.kind} (`{_SHORT[resource]}`)", "", schema["description"], ""]
         for rule in schema.get("x-kubernetes-validations", []):
-            out.append(f"Object rule: {rule['message']}.")
-            out.append("")
+            out += [f"Rule: {rule['message']}.", ""]
         for part in ("spec", "status"):
-            out += [f"#### {resource.kind} `{part}`", "", *_table(schema["properties"][part], part), ""]
+            out += [f"#### {resource.kind} `{part}`", ""]
+            for rule in schema["properties"][part].get("x-kubernetes-validations", []):
+                out += [f"Rule: {rule['message']}.", ""]
+            out += [*_table(schema["properties"][part], part), ""]
     return "\n".join(out)
 
 

@@ -52,7 +52,7 @@ def _entry(**fields: Any) -> dict[str, Any]:
 # (case id, kind, changes, expected substring of the API server's message: it names the field or says what to fix)
 INVALID = [
     ("min-above-max", "WorkerPool", {"spec.autoscaling.minReplicas": 5, "spec.autoscaling.maxReplicas": 3},
-     "autoscaling.minReplicas must be <= autoscaling.maxReplicas"),
+     "spec.autoscaling.minReplicas: Invalid value: autoscaling.minReplicas must be <= autoscaling.maxReplicas"),
     ("every-and-cron", "BeatSchedule", {"spec.entries.0.cron": "* * * * *"},
      "every and cron are mutually exclusive"),
     ("neither-every-nor-cron", "BeatSchedule", {"spec.entries.0.every": DELETE}, "set one of every or cron"),
@@ -60,9 +60,11 @@ INVALID = [
     ("cron-unknown-macro", "BeatSchedule", {"spec.entries.1.cron": "@fortnightly"}, "spec.entries[1].cron"),
     ("queue-name-with-space", "TaskQueue", {"spec.queueName": "bad name!"}, "spec.queueName"),
     ("queue-name-dead-suffix", "TaskQueue", {"spec.queueName": "emails.dead"}, "must not end in '.dead'"),
-    ("object-name-dead-suffix", "TaskQueue", {"metadata.name": "emails.dead"}, "needs spec.queueName"),
+    ("object-name-dead-suffix", "TaskQueue", {"metadata.name": "emails.dead"},
+     "spec.queueName: Invalid value: spec.queueName is required when the TaskQueue's name ends in '.dead'"),
     ("grace-not-above-drain", "WorkerPool", {"spec.terminationGracePeriodSeconds": 29},
-     "terminationGracePeriodSeconds must be >= shutdownTimeoutSeconds + 5"),
+     "spec.terminationGracePeriodSeconds: Invalid value: terminationGracePeriodSeconds must be >= "
+     "shutdownTimeoutSeconds + 5"),
     ("unknown-runtime", "WorkerPool", {"spec.runtime": "gevent"}, "spec.runtime"),
     ("unknown-pool", "WorkerPool", {"spec.pool": "eventlet"}, "spec.pool"),
     ("concurrency-zero", "WorkerPool", {"spec.concurrency": 0}, "spec.concurrency"),

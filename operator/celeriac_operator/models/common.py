@@ -54,7 +54,11 @@ AnyValue = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields"
 
 
 def rule(expression: str, message: str, *, field_path: str | None = None) -> CelRule:
-    """One ``x-kubernetes-validations`` entry; the message tells the user what to fix."""
+    """One ``x-kubernetes-validations`` entry; the message tells the user what to fix.
+
+    ``field_path`` points the error at a field below the rule's node. (No ``messageExpression``: string
+    building from integers blows the CEL cost budget of kube-apiserver 1.36 by over 100x.)
+    """
     entry = {"rule": expression, "message": message}
     if field_path is not None:
         entry["fieldPath"] = field_path

@@ -81,7 +81,9 @@ class TaskQueue(Resource):
     root_rules: ClassVar[tuple[dict[str, str], ...]] = (
         rule(
             "has(self.spec.queueName) || !self.metadata.name.endsWith('.dead')",
-            "a TaskQueue named '*.dead' needs spec.queueName: the '.dead' suffix is reserved for dead-letter queues",
+            "spec.queueName is required when the TaskQueue's name ends in '.dead': that suffix is reserved for "
+            "dead-letter queues",
+            field_path=".spec.queueName",
         ),
     )
 
