@@ -80,9 +80,10 @@ class Kube:
 
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             return cls(client.ApiClient(configuration))
-        return cls(config.new_client_from_config(config_file=os.environ.get("KUBECONFIG")))
+        api = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+        return cls(api)
 
     # --- transport ------------------------------------------------------------------------------
 

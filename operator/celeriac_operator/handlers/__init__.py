@@ -11,6 +11,8 @@ from typing import Any
 
 import kopf
 
+from celeriac_operator import names
+from celeriac_operator.handlers import autoscaling, beatschedule, taskqueue, workerpool
 from celeriac_operator.kube import Kube
 from celeriac_operator.settings import Settings
 
@@ -32,3 +34,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
         )
         settings.posting.level = 20  # logging.INFO: post info and warning Events for our resources
         settings.watching.server_timeout = 300
+
+    def reconcile_dependents(namespace: str) -> None:
+        """A TaskQueue came or went: re-reconcile what may reference it (no need to wait for the timer)."""
+        for item in kube.list(names.WORKERPOOL_KIND, namespace):
+            workerpool.reconcile(kube, settings, item)
+        for item in kube.list(names.BEATSCHEDULE_KIND, namespace):
+            beatschedule.reconcile(kube, settings, item)
+
+    taskqueue.register(registry, settings, kube, reconcile_dependents)
+    workerpool.register(registry, settings, kube)
+    autoscaling.register(registry, settings, kube)
+    beatschedule.register(registry, settings, kube)

@@ -1,0 +1,87 @@
+"""What every handler module shares: status writes with conditions, error translation for kopf, TaskQueues."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import kopf
+
+from celeriac_operator import conditions
+from celeriac_operator.errors import FatalError, RetryableError
+from celeriac_operator.kube import Kube
+from celeriac_operator.models import TaskQueue
+
+T = TypeVar("T")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def write_status(
+    kube: Kube, kind: str, namespace: str, name: str, *, generation: int | None,
+    fields: Mapping[str, Any] | None = None, updates: Iterable[conditions.Condition] = (),
+) -> dict[str, Any] | None:
+    """Merge-patch ``fields`` and the ``updates`` to ``conditions`` into the status; returns the new conditions.
+
+    Conditions are merged into a freshly read list (not the handler's possibly stale body), so the
+    reconcile handlers and the autoscaler daemon, which own different condition types, don't undo each other.
+    """
+    patch: dict[str, Any] = dict(fields or {})
+    updates = list(updates)
+    if updates or generation is not None:
+        current = kube.get(kind, namespace, name)
+        if current is None:
+            return None
+        status = current.get("status") or {}
+        if generation is None:
+            generation = int((current.get("metadata") or {}).get("generation") or 0)
+        if updates:
+            merged = conditions.merge(status.get("conditions"), updates, generation=generation, now=now())
+            if merged != status.get("conditions"):
+                patch["conditions"] = merged
+    if patch:
+        kube.patch_status(kind, namespace, name, patch)
+    return patch
+
+
+@contextmanager
+def kopf_errors() -> Iterator[None]:
+    """Turn our retryable/fatal errors into kopf's TemporaryError/PermanentError."""
+    try:
+        yield
+    except RetryableError as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay_s) from exc
+    except FatalError as exc:
+        raise kopf.PermanentError(str(exc)) from exc
+
+
+def taskqueues(kube: Kube, namespace: str) -> dict[str, TaskQueue]:
+    """Every TaskQueue of ``namespace`` by name (parsed)."""
+    return {item["metadata"]["name"]: TaskQueue.from_body(item) for item in kube.list("TaskQueue", namespace)}
+
+
+def changed_condition(
+    body: Mapping[str, Any], type_: str, status: str, reason: str,
+) -> bool:
+    """True when ``body``'s condition ``type_`` differs in status or reason (to post an Event once per change)."""
+    found = conditions.find((body.get("status") or {}).get("conditions"), type_)
+    return found is None or found.get("status") != status or found.get("reason") != reason
+
+
+def post(body: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+    """An Event about the resource ``body`` (kopf posts it in the background; safe from daemon threads)."""
+    target: Any = body
+    (kopf.warn if warning else kopf.info)(target, reason=reason, message=message)
+
+
+def quietly(action: Callable[[], T], logger: Any, what: str) -> T | None:
+    """Run ``action``; log a retryable failure instead of raising (periodic work retries on its own)."""
+    try:
+        return action()
+    except RetryableError as exc:
+        logger.warning("%s failed, retrying next time: %s", what, exc)
+        return None
