@@ -62,6 +62,13 @@ INVALID = [
     ("queue-name-dead-suffix", "TaskQueue", {"spec.queueName": "emails.dead"}, "must not end in '.dead'"),
     ("object-name-dead-suffix", "TaskQueue", {"metadata.name": "emails.dead"},
      "spec.queueName: Invalid value: spec.queueName is required when the TaskQueue's name ends in '.dead'"),
+    ("dead-letter-is-the-queue", "TaskQueue", {"spec.queueName": "q1", "spec.deadLetter": {"queueName": "q1"}},
+     "spec.deadLetter.queueName: Invalid value: spec.deadLetter.queueName must differ"),
+    ("dead-letter-is-the-default-queue-name", "TaskQueue", {"spec.deadLetter": {"queueName": "emails"}},
+     "spec.deadLetter.queueName must differ from the queue's own broker name"),
+    ("env-value-and-value-from", "WorkerPool",
+     {"spec.env.0": {"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}},
+     "spec.env[0]: Invalid value: set value or valueFrom, not both"),
     ("grace-not-above-drain", "WorkerPool", {"spec.terminationGracePeriodSeconds": 29},
      "spec.terminationGracePeriodSeconds: Invalid value: terminationGracePeriodSeconds must be >= "
      "shutdownTimeoutSeconds + 5"),
@@ -113,8 +120,14 @@ def test_valid_examples_pass_the_same_dry_run_the_invalid_cases_fail(
 ) -> None:
     for kind in ("TaskQueue", "WorkerPool", "BeatSchedule"):
         kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(example(kind)))
-    kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
-            input=json.dumps(mutated("BeatSchedule", {"spec.entries.0.every": 30})))
+    for kind, changes in [
+        ("BeatSchedule", {"spec.entries.0.every": 30}),
+        ("BeatSchedule", {"spec.entries.1.cron": "*/15 9-17 * jan-jun mon-fri"}),
+        ("TaskQueue", {"spec.deadLetter": {"queueName": "emails-rejected"}}),
+        ("WorkerPool", {"spec.env.0": {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}}),
+        ("WorkerPool", {"spec.autoscaling": {"minReplicas": 0, "maxReplicas": 1}}),
+    ]:
+        kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(mutated(kind, changes)))
 
 
 @pytest.fixture

@@ -138,6 +138,12 @@ class ResourceRequirements(Model):
 class EnvVar(Model):
     """A Kubernetes container environment variable (``value`` or ``valueFrom``)."""
 
+    model_config = Model.model_config | {
+        "json_schema_extra": cel(
+            rule("!(has(self.value) && has(self.valueFrom))", "set value or valueFrom, not both"),
+        )
+    }
+
     name: str = Field(min_length=1, max_length=256, description="Variable name.")
     value: str | None = Field(default=None, description="Literal value.")
     value_from: FreeForm | None = Field(

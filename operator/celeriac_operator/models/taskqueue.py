@@ -85,6 +85,12 @@ class TaskQueue(Resource):
             "dead-letter queues",
             field_path=".spec.queueName",
         ),
+        rule(
+            "!has(self.spec.deadLetter) || !has(self.spec.deadLetter.queueName) || self.spec.deadLetter.queueName != "
+            "(has(self.spec.queueName) ? self.spec.queueName : self.metadata.name)",
+            "spec.deadLetter.queueName must differ from the queue's own broker name",
+            field_path=".spec.deadLetter.queueName",
+        ),
     )
 
     spec: TaskQueueSpec
