@@ -53,7 +53,7 @@ def items(kubectl: Kubectl, namespace: str, kind: str, selector: str | None = No
 
 
 def wait_for(kubectl: Kubectl, namespace: str, kind: str, name: str,
-             check: Callable[[dict[str, Any]], bool] = lambda _: True, timeout_s: float = 60.0,
+             check: Callable[[dict[str, Any]], bool] = lambda _: True, *, timeout_s: float = 60.0,
              what: str = "") -> dict[str, Any]:
     """Poll until ``kind/name`` exists and ``check(obj)`` holds; returns the object."""
     seen: dict[str, Any] = {}
