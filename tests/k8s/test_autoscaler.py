@@ -182,6 +182,15 @@ def test_backlog_scales_up_on_the_first_poll_and_drains_down_after_the_window_re
     wait_until(lambda: deployment().spec.replicas == 10, 60, "the scale-up to maxReplicas")
     scaled_up_s = time.monotonic()
 
+    def pool_status() -> dict[str, Any]:
+        return dict(custom.get_namespaced_custom_object_status(
+            names.GROUP, names.VERSION, namespace, names.WORKERPOOL_PLURAL, "pool").get("status") or {})
+
+    # The status is written right after the scale.
+    wait_until(lambda: pool_status().get("desiredReplicas") == 10, 30, "status.desiredReplicas 10")
+    wait_until(lambda: any((seen.obj.get("status") or {}).get("desiredReplicas") == 10
+                           for seen in recorders["pool"].events), 30, "the watch to see status.desiredReplicas 10")
+
     # Scale-up happened on the poll that saw the backlog: no status ever shows the whole backlog
     # with fewer replicas desired.
     statuses = [seen.obj.get("status") or {} for seen in recorders["pool"].events]
