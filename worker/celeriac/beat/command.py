@@ -125,7 +125,8 @@ def cmd_beat(app: Any, args: argparse.Namespace) -> int:
         flags = (args.lease_duration, args.renew_deadline, args.retry_period)
         timings = _timings(app, args, spec.timings if spec else None)
         schedule_key = f"{namespace}/{name}"
-        elector = LeaderElector(KubeLeaseClient(api, namespace, f"{name}-beat"), identity, timings)
+        lease_client = KubeLeaseClient(api, namespace, f"{name}-beat", min(5.0, timings.renew_deadline_s))
+        elector = LeaderElector(lease_client, identity, timings)
         source, store = resource_source, StatusStore(resource)
         timings_from_spec = all(flag is None for flag in flags)
     else:
@@ -146,7 +147,8 @@ def cmd_beat(app: Any, args: argparse.Namespace) -> int:
         if args.standalone:
             store = MemoryStore()
         else:
-            elector = LeaderElector(KubeLeaseClient(_kube_client(), lease_ns, lease_name), identity, timings)
+            lease_client = KubeLeaseClient(_kube_client(), lease_ns, lease_name, min(5.0, timings.renew_deadline_s))
+            elector = LeaderElector(lease_client, identity, timings)
             store = LeaseAnnotationStore(elector)
     service = BeatService(source=source, publisher=Publisher(app, schedule_key, queues), store=store,
                           identity=identity, timings=timings, elector=elector, timings_from_spec=timings_from_spec)

@@ -99,9 +99,12 @@ class LeaderElector:
     # -- queries ------------------------------------------------------------------------------------
 
     def is_leading(self) -> bool:
-        """True while we hold the Lease and renewed it less than ``renew_deadline_s`` ago."""
-        with self._lock:
-            return self._leading and self.clock() - self._renewed_at_s < self.timings.renew_deadline_s
+        """True while we hold the Lease and renewed it less than ``renew_deadline_s`` ago.
+
+        Lock-free on purpose: an API call stuck in the election thread must not block the
+        scheduler loop, and the answer turns False by the clock alone.
+        """
+        return self._leading and self.clock() - self._renewed_at_s < self.timings.renew_deadline_s
 
     def next_attempt_in_s(self) -> float:
         """Seconds until the next acquire/renew attempt."""
@@ -238,12 +241,13 @@ class LeaderElector:
 class KubeLeaseClient:
     """:class:`LeaseClient` over the Kubernetes API (``CoordinationV1Api``)."""
 
-    def __init__(self, api_client: Any, namespace: str, name: str) -> None:
+    def __init__(self, api_client: Any, namespace: str, name: str, request_timeout_s: float = 5.0) -> None:
         from kubernetes import client
 
         self.api = client.CoordinationV1Api(api_client)
         self.namespace = namespace
         self.name = name
+        self.request_timeout_s = request_timeout_s
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -266,17 +270,20 @@ class KubeLeaseClient:
             raise BeatApiError(f"Kubernetes API unreachable while {what} Lease: {exc}") from exc
 
     def get(self) -> LeaseRecord | None:
-        lease = self._call("reading", lambda: self.api.read_namespaced_lease(self.name, self.namespace))
+        lease = self._call("reading", lambda: self.api.read_namespaced_lease(
+            self.name, self.namespace, _request_timeout=self.request_timeout_s))
         return None if lease is None else self._record(lease)
 
     def create(self, record: LeaseRecord) -> LeaseRecord:
         body = self._lease(record)
-        return self._record(self._call("creating", lambda: self.api.create_namespaced_lease(self.namespace, body)))
+        return self._record(self._call("creating", lambda: self.api.create_namespaced_lease(
+            self.namespace, body, _request_timeout=self.request_timeout_s)))
 
     def update(self, record: LeaseRecord) -> LeaseRecord:
         body = self._lease(record)
         return self._record(
-            self._call("updating", lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body))
+            self._call("updating", lambda: self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=self.request_timeout_s))
         )
 
     def _lease(self, record: LeaseRecord) -> Any:

@@ -28,6 +28,8 @@ GROUP = "celeriac.io"
 VERSION = "v1alpha1"
 PLURAL = "beatschedules"
 MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT_S = 10.0
+"""Client-side timeout of one read or status patch, so a hung API server cannot stall the loop."""
 WATCH_TIMEOUT_S = 300
 """Server-side timeout of one watch request; the watch is then resumed from the last resourceVersion."""
 
@@ -70,14 +72,15 @@ class BeatScheduleClient:
     def get(self) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         obj: dict[str, Any] | None = self._call("reading", lambda: self.api.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, self.name))
+            GROUP, VERSION, self.namespace, PLURAL, self.name, _request_timeout=REQUEST_TIMEOUT_S))
         return obj
 
     def patch_status(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """Merge-patch the status subresource; ApiException 409 propagates."""
         obj: dict[str, Any] | None = self._call(
             "patching the status of", lambda: self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, body, _content_type=MERGE_PATCH))
+                GROUP, VERSION, self.namespace, PLURAL, self.name, body, _content_type=MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT_S))
         return obj
 
     def watch(self, on_event: Callable[[str, dict[str, Any]], None], stop: threading.Event,
