@@ -102,11 +102,11 @@ def _kube_client() -> Any:
 
 
 def cmd_beat(app: Any, args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
     if args.standalone and (args.from_resource or args.lease):
         raise _usage("--standalone runs without a Lease and Kubernetes: it excludes --from-resource and --lease")
     queues = _queues()
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
     elector: LeaderElector | None = None
     source: Source
