@@ -49,6 +49,8 @@ share the hash). At 2 s polls this bounds the cost; past it the count is a lower
 warning is logged. Prefetch limits keep the hash far smaller in normal operation."""
 DEFAULT_TIMEOUT_S = 5.0
 """Connect and read timeout for one measurement."""
+DEFAULT_STALE_AFTER_S = 15.0
+"""Heartbeats older than this are ignored (the worker writes every 2 s by default, so several missed writes)."""
 DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671}
 
 
@@ -103,10 +105,12 @@ def measure(
     now_s: float | None = None,
     prefix: str = "",
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
 ) -> Backlog:
     """Measure ``queues`` on the broker at ``broker_url`` (redis, rediss, amqp, amqps).
 
-    ``prefix`` is kombu's Redis ``global_keyprefix`` (not part of the URL). Opens and closes
+    ``prefix`` is kombu's Redis ``global_keyprefix`` (not part of the URL); heartbeats older than
+    ``stale_after_s`` are ignored. Opens and closes
     one connection per call. Raises :class:`BrokerUnreachable` on connection errors and
     ``ValueError`` for an unsupported scheme.
     """
@@ -115,7 +119,7 @@ def measure(
         client = redis.Redis.from_url(broker_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         try:
             with _unreachable_on_error(broker_url, redis.exceptions.RedisError, OSError):
-                return measure_redis(client, queues, prefix=prefix,
+                return measure_redis(client, queues, prefix=prefix, stale_after_s=stale_after_s,
                                      now_s=time.time() if now_s is None else now_s)
         finally:
             client.close()
@@ -131,7 +135,7 @@ def measure_redis(
     *,
     prefix: str = "",
     now_s: float,
-    stale_after_s: float = 15.0,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
     max_unacked_scanned: int = MAX_UNACKED_SCANNED,
 ) -> Backlog:
     """Measure ``queues`` on a Redis broker (see the module docstring). Redis errors propagate."""
