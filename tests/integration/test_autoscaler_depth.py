@@ -83,6 +83,21 @@ def test_key_prefix_is_honoured(redis_server: RedisServer, rclient: Any, prefixe
     assert measure(redis_server.url, ["work"], prefix="pfx:").queued == 30
     assert kombu_prefixed_size(redis_server.url, "work", "pfx:") == 30
 
+    # Deliveries held unacked by a kombu consumer under the prefix count as reserved there only.
+    held: list[Any] = []
+    with Connection(redis_server.url, transport_options={"global_keyprefix": "pfx:"}) as conn:
+        channel = conn.channel()
+        channel.basic_qos(prefetch_count=0)
+        with Consumer(channel, [Queue("work")], callbacks=[lambda body, message: held.append(message)]):
+            while len(held) < 30:
+                conn.drain_events(timeout=10)
+        assert rclient.hlen(f"pfx:{keys.UNACKED}") == 30
+        prefixed = measure_redis(rclient, ["work"], prefix="pfx:", now_s=now(rclient))
+        assert (prefixed.queued, prefixed.reserved, prefixed.total) == (0, 30, 30)
+        assert measure_redis(rclient, ["work"], now_s=now(rclient)).reserved == 0
+        for message in held:
+            message.ack()
+
 
 def hold_on(worker: WorkerProcess, rclient: Any, tags: list[str]) -> None:
     """Wait until the worker runs the first of ``tags`` (the others stay queued or prefetched)."""
