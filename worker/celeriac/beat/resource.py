@@ -193,8 +193,13 @@ class ResourceSource:
         self._lock = threading.Lock()
 
     def load(self) -> ScheduleSpec | None:
-        """Read the resource once (before the watch starts)."""
-        obj = self.client.get()
+        """Read the resource once (before the watch starts); an unreachable API is left to the watch."""
+        try:
+            obj = self.client.get()
+        except BeatApiError as exc:
+            log.warning("could not read BeatSchedule %s/%s yet (the watch will deliver it): %s",
+                        self.client.namespace, self.client.name, exc)
+            return None
         if obj is None:
             log.warning("BeatSchedule %s/%s does not exist (yet); waiting for it", self.client.namespace,
                         self.client.name)
