@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from celeriac_operator.errors import SettingsError
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf.run(
         registry=registry,
         standalone=settings.standalone,
-        priority=settings.priority,
+        priority=settings.effective_priority(time.time()),
         peering_name=None if settings.standalone else settings.peering_name,
         liveness_endpoint=settings.liveness_endpoint,
         clusterwide=settings.all_namespaces,

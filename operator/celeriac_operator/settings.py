@@ -17,6 +17,9 @@ ENV_PREFIX = "CELERIAC_OPERATOR_"
 
 LOG_FORMATS = ("text", "json")
 
+START_PRIORITY_BASE = 2**45
+"""Larger than any millisecond timestamp until the year 3084, so start-time priorities stay positive."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -39,8 +42,11 @@ class Settings:
     standalone: bool = False
     """Skip peering: for a single replica, development and tests (env ``..._STANDALONE``)."""
 
-    priority: int = 0
-    """Peering priority of this replica; the highest is active (env ``..._PRIORITY``)."""
+    priority: int | None = None
+    """Peering priority of this replica; the highest live one is active (env ``..._PRIORITY``). kopf pauses
+    *all* replicas that share the highest priority, so the default is derived from the start time in
+    milliseconds (earlier start = higher): the longest-running replica stays active, and replicas of one
+    Deployment never tie."""
 
     liveness_port: int = 8080
     """Port of the liveness endpoint ``GET /healthz`` served by kopf (env ``..._LIVENESS_PORT``);
@@ -105,6 +111,12 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be > 0, not {getattr(self, name)}")
 
+    def effective_priority(self, started_at_s: float) -> int:
+        """``priority``, or the start-time default (see the field's docstring)."""
+        if self.priority is not None:
+            return self.priority
+        return START_PRIORITY_BASE - int(started_at_s * 1000)
+
     @property
     def liveness_endpoint(self) -> str | None:
         """kopf's ``liveness_endpoint`` URL, or None when disabled."""
@@ -123,7 +135,7 @@ def _parse(name: str, annotation: Any, raw: str) -> Any:
         if lowered in ("0", "false", "no", "off", ""):
             return False
         raise SettingsError(f"{variable} must be true or false, not {raw!r}")
-    if kind == "int":
+    if kind in ("int", "int | None"):
         try:
             return int(raw)
         except ValueError:

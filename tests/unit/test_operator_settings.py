@@ -47,3 +47,9 @@ def test_flags_override_the_environment_but_none_keeps_it() -> None:
     settings = Settings.from_env({"CELERIAC_OPERATOR_PEERING_NAME": "env"})
     assert settings.with_overrides(peering_name=None).peering_name == "env"
     assert settings.with_overrides(peering_name="flag").peering_name == "flag"
+
+
+def test_default_peering_priority_prefers_the_replica_started_first() -> None:
+    settings = Settings.from_env({})
+    assert settings.effective_priority(1_000.0) > settings.effective_priority(1_000.001) > 0
+    assert Settings.from_env({"CELERIAC_OPERATOR_PRIORITY": "7"}).effective_priority(1_000.0) == 7
