@@ -36,6 +36,7 @@ import redis.exceptions
 
 from celeriac import keys
 from celeriac.worker.heartbeat import WorkerRecord, read_workers
+from celeriac_operator.errors import OperatorError, RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,11 @@ DEFAULT_STALE_AFTER_S = 15.0
 DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671}
 
 
-class AutoscalerError(Exception):
-    """Root of the autoscaler's errors."""
+class AutoscalerError(OperatorError):
+    """The autoscaler's errors (under the operator's one root)."""
 
 
-class BrokerUnreachable(AutoscalerError):
+class BrokerUnreachable(AutoscalerError, RetryableError):
     """The broker could not be reached or answered with an error; retry on the next poll.
 
     The message names the broker by ``host:port`` only, never with credentials.
