@@ -94,8 +94,10 @@ class Procs:
         self.started.append(proc)
         return proc
 
-    def beat(self, identity: str, *args: str, **env: str) -> Proc:
-        return self.start(identity, "-A", "beatk8s", "beat", "--identity", identity, *args, **env)
+    def beat(self, identity: str, *args: str, app: str | None = "beatk8s", **env: str) -> Proc:
+        """``celeriac [-A app] beat --identity <identity> <args>``; ``app=None`` runs as the operator's pods do."""
+        app_args = ("-A", app) if app else ()
+        return self.start(identity, *app_args, "beat", "--identity", identity, *args, **env)
 
     def worker(self, queue: str = "beat-q") -> Proc:
         return self.start("worker", "-A", "beatk8s", "worker", "-Q", queue, "-P", "threads", "-c", "4",

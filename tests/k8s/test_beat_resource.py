@@ -40,7 +40,7 @@ def test_resource_mode_writes_status_and_applies_spec_changes_without_restart(
 ) -> None:
     tick = {"name": "tick", "task": "beat.record", "queue": "ticks", "every": 1, "args": [1]}
     create_schedule(kube_api, namespace, beat_schedule("nightly", [tick], leaderElection=FAST_ELECTION))
-    beat = procs.beat("beat-0", "--from-resource", f"{namespace}/nightly",
+    beat = procs.beat("beat-0", "--from-resource", f"{namespace}/nightly", app=None,  # no -A, like the operator
                       CELERIAC_BEAT_QUEUES='{"ticks": "beat-q", "other": "beat-q"}')
     procs.worker()
     wait_until(lambda: len(executions(rclient)) >= 2, 60, "the 1 s entry to run")
