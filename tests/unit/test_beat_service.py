@@ -13,6 +13,7 @@ from celeriac.beat.entries import Entry, LeaseTimings, ScheduleSpec
 from celeriac.beat.publisher import Fired, scheduled_task_id
 from celeriac.beat.service import BeatService, StaticSource
 from celeriac.beat.state import EntryRecord, MemoryStore
+from celeriac.brokers import BrokerConnectionError
 from celeriac.schedules import Every
 
 T0 = datetime(2026, 5, 1, 8, 0, 0, tzinfo=timezone.utc)
@@ -138,3 +139,48 @@ def test_a_later_slot_recorded_by_another_leader_moves_the_anchor() -> None:
     now.advance(1)
     beat.step()
     assert publisher.sent == [("tick", T0 + timedelta(seconds=1))]
+
+
+class FlakyPublisher(RecordingPublisher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.broker_down = False
+
+    def publish(self, entry: Entry, slot: datetime) -> Fired:
+        if self.broker_down:
+            raise BrokerConnectionError("broker unavailable")
+        if entry.name == "broken":
+            raise TypeError("kwargs are not JSON serializable")
+        return super().publish(entry, slot)
+
+
+def test_broker_outage_backs_off_then_fires_what_is_due_per_policy() -> None:
+    now = Now()
+    publisher = FlakyPublisher()
+    beat = BeatService(source=StaticSource(ScheduleSpec((tick(missed_run_policy="runOnce"),))),
+                       publisher=publisher, store=MemoryStore(), identity="me", timings=TIMINGS,  # type: ignore[arg-type]
+                       now=now)
+    beat.step()
+    publisher.broker_down = True
+    now.advance(1)
+    assert beat.step() == 0.5  # first backoff
+    now.advance(4)
+    assert beat.step() == 1.0  # doubled
+    publisher.broker_down = False
+    beat.step()
+    assert publisher.sent == [("tick", T0 + timedelta(seconds=4)), ("tick", T0 + timedelta(seconds=5))]
+
+
+def test_an_entry_that_cannot_be_published_does_not_stop_the_others() -> None:
+    now = Now()
+    publisher = FlakyPublisher()
+    store = MemoryStore()
+    beat = BeatService(source=StaticSource(ScheduleSpec((tick("broken"), tick("fine")))), publisher=publisher,
+                       store=store, identity="me", timings=TIMINGS, now=now)  # type: ignore[arg-type]
+    beat.step()
+    now.advance(1)
+    beat.step()
+    now.advance(1)
+    beat.step()
+    assert [name for name, _ in publisher.sent] == ["fine", "fine"]
+    assert store.records["broken"].last_slot is None

@@ -114,6 +114,9 @@ class BeatService:
                     wait_s = self.step()
                 except BeatError as exc:
                     wait_s = self._backoff(f"scheduler step failed: {exc}")
+                except Exception:  # a bug or an unexpected client error must not end the scheduler
+                    log.exception("unexpected error in the scheduler loop")
+                    wait_s = self._backoff("scheduler step failed")
                 self._wake.wait(max(wait_s, 0.0))
         finally:
             if thread is not None and self.elector is not None:
@@ -154,6 +157,7 @@ class BeatService:
         now = self.now()
         grace_s = self.timings.retry_period_s
         next_runs: dict[str, datetime] = {}
+        retry_in_s: float | None = None
         for entry in spec.entries:
             record = self._records.get(entry.name, EntryRecord())
             if spec.suspend or entry.suspend:
@@ -166,26 +170,35 @@ class BeatService:
             if decision.missed:
                 log.info("entry %s: %d missed slot(s) not fired (missedRunPolicy %s)", entry.name,
                          decision.missed, entry.missed_run_policy)
-            for slot in decision.fire:
+            failed = False
+            for slot in decision.fire if retry_in_s is None else ():
                 if not self._leading():
-                    return 0.0
+                    return 0.0  # not recorded: a deposed leader must not write status; the guard covers it
                 try:
                     fired = self.publisher.publish(entry, slot)
                 except BrokerConnectionError as exc:
-                    self._anchors[entry.name] = anchor
-                    return self._backoff(f"could not publish entry {entry.name} slot {slot.isoformat()}: {exc}")
+                    retry_in_s = self._backoff(f"could not publish entry {entry.name} slot {slot.isoformat()}: {exc}")
+                    failed = True
+                    break
+                except Exception:  # this entry's message cannot be built or sent; the others go on
+                    log.exception("entry %s slot %s could not be published; skipping that slot",
+                                  entry.name, slot.isoformat())
+                    anchor = slot
+                    continue
                 self._backoff_s = 0.0
                 log.info("fired entry %s slot %s as task %s%s", entry.name, slot.isoformat(), fired.task_id,
                          "" if fired.published else " (already published by another leader: not sent again)")
                 self._records[entry.name] = EntryRecord(slot, fired.published_at, fired.task_id)
                 anchor = slot
                 self._dirty = True
-            if decision.latest is not None and decision.latest > anchor:
+            if not failed and retry_in_s is None and decision.latest is not None and decision.latest > anchor:
                 anchor = decision.latest
             self._anchors[entry.name] = anchor
             next_runs[entry.name] = entry.schedule.next_after(max(anchor, now))
         if self._dirty:
             self._save(spec, next_runs)
+        if retry_in_s is not None:
+            return retry_in_s
         wait_s = idle_s
         if next_runs:
             due_in_s = (min(next_runs.values()) - self.now()).total_seconds() + 0.001
