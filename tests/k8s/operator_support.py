@@ -8,6 +8,7 @@ test fails. Short re-check intervals keep recovery tests quick without sleeping 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from servers import free_port, stop_process, wait_until
 
@@ -65,6 +67,22 @@ class OperatorProcess:
         if self.running():
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+
+
+def service_account_kubeconfig(kube_api: Any, admin_kubeconfig: Path, namespace: str, account: str,
+                               target: Path) -> Path:
+    """A copy of the admin kubeconfig that authenticates as ServiceAccount ``namespace/account`` (a real
+    token from the TokenRequest API), so a process run with it has exactly that account's RBAC."""
+    from kubernetes import client
+
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    token = client.CoreV1Api(kube_api).create_namespaced_service_account_token(account, namespace, request)
+    config = json.loads(admin_kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token.status.token}
+    target.write_text(json.dumps(config))
+    return target
 
 
 def start_operator(
