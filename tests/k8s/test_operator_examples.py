@@ -8,7 +8,7 @@ import pytest
 from manifests_support import apply, broker_secret, condition, example_documents, get, items, wait_for, wait_gone
 from operator_support import TEST_WORKER_IMAGE, OperatorProcess
 
-from servers import RedisServer
+from servers import RedisServer, wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -74,6 +74,12 @@ def test_examples_become_a_worker_deployment_with_pdb_and_a_beat_with_its_rbac(
                      lambda tq: condition(tq, "BrokerReachable").get("status") == "True")
     assert queue["status"]["brokerHost"] == f"127.0.0.1:{redis_server.port}"
     assert queue["status"]["backlog"] == 0
+
+    def created_events() -> set[str]:
+        return {event["involvedObject"]["name"] for event in items(kubectl, namespace, "events")
+                if event["reason"] == "Created"}
+
+    wait_until(lambda: {"tasks", "housekeeping"} <= created_events(), 30, "Created events for both resources")
 
 
 def test_workerpool_changes_propagate_to_its_deployment(

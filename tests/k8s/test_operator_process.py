@@ -66,3 +66,17 @@ def test_two_operators_with_peering_one_is_active_and_the_standby_takes_over_whe
     finally:
         active.stop()
         standby.stop()
+
+
+def test_json_log_format_prints_one_json_object_per_line(
+    control_plane: ControlPlane, celeriac_crds: list[str], namespace: str, tmp_path: Path,
+) -> None:
+    import json
+
+    operator = start_operator(control_plane.kubeconfig, [namespace], tmp_path / "json",
+                              extra_env={"CELERIAC_OPERATOR_LOG_FORMAT": "json"})
+    operator.stop()
+    lines = [line for line in operator.logs().splitlines() if line.strip()]
+    assert lines
+    records = [json.loads(line) for line in lines]
+    assert any("celeriac-operator starting" in record["message"] for record in records)

@@ -113,3 +113,21 @@ def test_taskqueues_on_different_secrets_block_the_beatschedule_until_aligned(
 
     wait_for(kubectl, namespace, "beatschedule", "housekeeping", status_is("QueuesResolved", "True"))
     wait_for(kubectl, namespace, "deployment", "housekeeping-beat")
+
+
+def test_unknown_time_zone_makes_the_beatschedule_not_ready_until_fixed(
+    operator: OperatorProcess, kubectl: Any, namespace: str, redis_server: RedisServer,
+) -> None:
+    (schedule,) = example_documents("beatschedule.yaml")
+    schedule["spec"]["timeZone"] = "Mars/Olympus"
+    apply(kubectl, namespace, broker_secret(redis_server.url), *example_documents("taskqueues.yaml"), schedule)
+
+    found = wait_for(kubectl, namespace, "beatschedule", "housekeeping", status_is("Ready", "False", "UnknownTimeZone"))
+    assert "spec.timeZone: unknown time zone 'Mars/Olympus'" in condition(found, "Ready")["message"]
+    assert get(kubectl, namespace, "deployment", "housekeeping-beat") is None
+
+    schedule["spec"]["timeZone"] = "Europe/Paris"
+    apply(kubectl, namespace, schedule)
+
+    wait_for(kubectl, namespace, "deployment", "housekeeping-beat")
+    wait_for(kubectl, namespace, "beatschedule", "housekeeping", status_is("Ready", "False", "BeatNotReady"))

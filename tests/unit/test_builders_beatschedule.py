@@ -90,3 +90,10 @@ def test_all_objects_share_one_name_and_are_owned_by_the_schedule_identity_first
         assert obj["metadata"]["ownerReferences"][0]["kind"] == "BeatSchedule"
         assert obj["metadata"]["ownerReferences"][0]["uid"] == "u-9"
         assert obj["metadata"]["labels"][names.LABEL_BEATSCHEDULE] == "house"
+
+
+def test_unknown_time_zones_are_reported_with_where_they_are_and_what_to_use() -> None:
+    assert build.time_zone_problems(schedule(timeZone="Europe/Paris")) == []
+    bad = schedule(timeZone="Mars/Olympus")
+    assert build.time_zone_problems(bad) == [
+        "spec.timeZone: unknown time zone 'Mars/Olympus': use an IANA name such as Europe/Paris"]

@@ -16,6 +16,7 @@ grants exactly that and nothing else (least privilege):
 from __future__ import annotations
 
 import json
+import zoneinfo
 from typing import Any
 
 from celeriac_operator import names
@@ -44,6 +45,19 @@ def labels(schedule: BeatSchedule) -> dict[str, str]:
 def queue_references(schedule: BeatSchedule) -> list[str]:
     """The TaskQueue names the entries publish to, in entry order without duplicates."""
     return list(dict.fromkeys(entry.queue for entry in schedule.spec.entries))
+
+
+def time_zone_problems(schedule: BeatSchedule) -> list[str]:
+    """What is wrong with the schedule's time zones (the CRD checks only their shape, not the tz database)."""
+    problems = []
+    wanted = [("spec.timeZone", schedule.spec.time_zone)]
+    wanted += [(f"entry {entry.name}", entry.time_zone) for entry in schedule.spec.entries if entry.time_zone]
+    for where, zone in wanted:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(f"{where}: unknown time zone {zone!r}: use an IANA name such as Europe/Paris")
+    return problems
 
 
 def command(schedule: BeatSchedule) -> list[str]:

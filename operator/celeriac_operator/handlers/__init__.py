@@ -20,12 +20,12 @@ from celeriac_operator.settings import Settings
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
     """Register the operator's handlers for all three kinds into ``registry``."""
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="operator_login")
     def operator_login(**kwargs: Any) -> Any:
         # Same sources as Kube.from_environment: in-cluster service account, else $KUBECONFIG.
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="operator_startup")
     def operator_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Progress and the last-handled spec stay in annotations; status belongs to our own fields.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.celeriac.io")

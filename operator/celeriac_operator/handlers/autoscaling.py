@@ -35,7 +35,7 @@ RESOURCE = (names.GROUP, names.VERSION, names.WORKERPOOL_PLURAL)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
-    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
+    @kopf.daemon(*RESOURCE, registry=registry, id="workerpool_autoscale", cancellation_timeout=10.0)
     def workerpool_autoscale(stopped: kopf.DaemonStopped, body: kopf.Body, logger: kopf.Logger,
                              **_: Any) -> None:
         state: autoscaler.ScaleState | None = None

@@ -26,14 +26,14 @@ RESOURCE = (names.GROUP, names.VERSION, names.BEATSCHEDULE_PLURAL)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
-    @kopf.on.resume(*RESOURCE, registry=registry)
-    @kopf.on.create(*RESOURCE, registry=registry)
-    @kopf.on.update(*RESOURCE, registry=registry)
+    @kopf.on.resume(*RESOURCE, registry=registry, id="beatschedule_apply")
+    @kopf.on.create(*RESOURCE, registry=registry, id="beatschedule_apply")
+    @kopf.on.update(*RESOURCE, registry=registry, id="beatschedule_apply")
     def beatschedule_apply(body: kopf.Body, **_: Any) -> None:
         with kopf_errors():
             reconcile(kube, settings, body)
 
-    @kopf.timer(*RESOURCE, interval=settings.recheck_interval_s, registry=registry)
+    @kopf.timer(*RESOURCE, interval=settings.recheck_interval_s, registry=registry, id="beatschedule_recheck")
     def beatschedule_recheck(body: kopf.Body, **_: Any) -> None:
         with kopf_errors():
             reconcile(kube, settings, body)
@@ -52,6 +52,15 @@ def reconcile(kube: Kube, settings: Settings, body: Mapping[str, Any]) -> None:
                      generation=schedule.generation, fields=fields,
                      updates=[Condition.of(conditions.QUEUES_RESOLVED, False, problem.reason, problem.message),
                               Condition.of(conditions.READY, False, problem.reason, problem.message)])
+        return
+    problems = build.time_zone_problems(schedule)
+    if problems:
+        message = "; ".join(problems)
+        if changed_condition(body, conditions.READY, conditions.FALSE, "UnknownTimeZone"):
+            post(body, "UnknownTimeZone", message, warning=True)
+        write_status(kube, names.BEATSCHEDULE_KIND, schedule.namespace, schedule.name,
+                     generation=schedule.generation, fields=fields,
+                     updates=[Condition.of(conditions.READY, False, "UnknownTimeZone", message)])
         return
     name = build.object_name(schedule)
     existed = kube.get("Deployment", schedule.namespace, name) is not None

@@ -24,19 +24,19 @@ Dependents = Callable[[str], None]
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube, dependents: Dependents) -> None:
-    @kopf.on.resume(*RESOURCE, registry=registry)
-    @kopf.on.create(*RESOURCE, registry=registry)
-    @kopf.on.update(*RESOURCE, registry=registry)
+    @kopf.on.resume(*RESOURCE, registry=registry, id="taskqueue_apply")
+    @kopf.on.create(*RESOURCE, registry=registry, id="taskqueue_apply")
+    @kopf.on.update(*RESOURCE, registry=registry, id="taskqueue_apply")
     def taskqueue_apply(body: kopf.Body, **_: Any) -> None:
         with kopf_errors():
             check(kube, settings, body)
 
-    @kopf.timer(*RESOURCE, interval=settings.taskqueue_check_interval_s, registry=registry)
+    @kopf.timer(*RESOURCE, interval=settings.taskqueue_check_interval_s, registry=registry, id="taskqueue_check")
     def taskqueue_check(body: kopf.Body, **_: Any) -> None:
         with kopf_errors():
             check(kube, settings, body)
 
-    @kopf.on.event(*RESOURCE, registry=registry)
+    @kopf.on.event(*RESOURCE, registry=registry, id="taskqueue_event")
     def taskqueue_event(type: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
         # ADDED/DELETED change what WorkerPools and BeatSchedules resolve to; MODIFIED may change the
         # queue name or broker Secret, but also fires on our own status writes, so the periodic

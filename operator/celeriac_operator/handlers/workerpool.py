@@ -30,14 +30,14 @@ RESOURCE = (names.GROUP, names.VERSION, names.WORKERPOOL_PLURAL)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
-    @kopf.on.resume(*RESOURCE, registry=registry)
-    @kopf.on.create(*RESOURCE, registry=registry)
-    @kopf.on.update(*RESOURCE, registry=registry)
+    @kopf.on.resume(*RESOURCE, registry=registry, id="workerpool_apply")
+    @kopf.on.create(*RESOURCE, registry=registry, id="workerpool_apply")
+    @kopf.on.update(*RESOURCE, registry=registry, id="workerpool_apply")
     def workerpool_apply(body: kopf.Body, **_: Any) -> None:
         with kopf_errors():
             reconcile(kube, settings, body)
 
-    @kopf.timer(*RESOURCE, interval=settings.recheck_interval_s, registry=registry)
+    @kopf.timer(*RESOURCE, interval=settings.recheck_interval_s, registry=registry, id="workerpool_recheck")
     def workerpool_recheck(body: kopf.Body, **_: Any) -> None:
         with kopf_errors():
             reconcile(kube, settings, body)
