@@ -12,11 +12,8 @@ class OperatorError(Exception):
 
 
 class RetryableError(OperatorError):
-    """A transient problem (API conflict, API server unavailable): retry after ``delay_s`` seconds."""
-
-    def __init__(self, message: str, *, delay_s: float = 2.0) -> None:
-        super().__init__(message)
-        self.delay_s = delay_s
+    """A transient problem (API conflict, API server unavailable): retry shortly (the operator's
+    ``retry_delay_s`` setting)."""
 
 
 class FatalError(OperatorError):

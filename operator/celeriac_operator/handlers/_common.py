@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
 
@@ -13,8 +13,6 @@ from celeriac_operator import conditions
 from celeriac_operator.errors import FatalError, RetryableError
 from celeriac_operator.kube import Kube
 from celeriac_operator.models import TaskQueue
-
-T = TypeVar("T")
 
 
 def now() -> datetime:
@@ -49,12 +47,13 @@ def write_status(
 
 
 @contextmanager
-def kopf_errors() -> Iterator[None]:
-    """Turn our retryable/fatal errors into kopf's TemporaryError/PermanentError."""
+def kopf_errors(retry_delay_s: float) -> Iterator[None]:
+    """Turn our retryable/fatal errors into kopf's TemporaryError (retried after ``retry_delay_s``, e.g. on
+    an HTTP 409 conflict) and PermanentError."""
     try:
         yield
     except RetryableError as exc:
-        raise kopf.TemporaryError(str(exc), delay=exc.delay_s) from exc
+        raise kopf.TemporaryError(str(exc), delay=retry_delay_s) from exc
     except FatalError as exc:
         raise kopf.PermanentError(str(exc)) from exc
 
@@ -76,12 +75,3 @@ def post(body: Mapping[str, Any], reason: str, message: str, *, warning: bool = 
     """An Event about the resource ``body`` (kopf posts it in the background; safe from daemon threads)."""
     target: Any = body
     (kopf.warn if warning else kopf.info)(target, reason=reason, message=message)
-
-
-def quietly(action: Callable[[], T], logger: Any, what: str) -> T | None:
-    """Run ``action``; log a retryable failure instead of raising (periodic work retries on its own)."""
-    try:
-        return action()
-    except RetryableError as exc:
-        logger.warning("%s failed, retrying next time: %s", what, exc)
-        return None

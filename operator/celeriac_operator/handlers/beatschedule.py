@@ -30,12 +30,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
     @kopf.on.create(*RESOURCE, registry=registry, id="beatschedule_apply")
     @kopf.on.update(*RESOURCE, registry=registry, id="beatschedule_apply")
     def beatschedule_apply(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors():
+        with kopf_errors(settings.retry_delay_s):
             reconcile(kube, settings, body)
 
     @kopf.timer(*RESOURCE, interval=settings.recheck_interval_s, registry=registry, id="beatschedule_recheck")
     def beatschedule_recheck(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors():
+        with kopf_errors(settings.retry_delay_s):
             reconcile(kube, settings, body)
 
 

@@ -28,12 +28,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube, de
     @kopf.on.create(*RESOURCE, registry=registry, id="taskqueue_apply")
     @kopf.on.update(*RESOURCE, registry=registry, id="taskqueue_apply")
     def taskqueue_apply(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors():
+        with kopf_errors(settings.retry_delay_s):
             check(kube, settings, body)
 
     @kopf.timer(*RESOURCE, interval=settings.taskqueue_check_interval_s, registry=registry, id="taskqueue_check")
     def taskqueue_check(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors():
+        with kopf_errors(settings.retry_delay_s):
             check(kube, settings, body)
 
     @kopf.on.event(*RESOURCE, registry=registry, id="taskqueue_event")

@@ -34,12 +34,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
     @kopf.on.create(*RESOURCE, registry=registry, id="workerpool_apply")
     @kopf.on.update(*RESOURCE, registry=registry, id="workerpool_apply")
     def workerpool_apply(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors():
+        with kopf_errors(settings.retry_delay_s):
             reconcile(kube, settings, body)
 
     @kopf.timer(*RESOURCE, interval=settings.recheck_interval_s, registry=registry, id="workerpool_recheck")
     def workerpool_recheck(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors():
+        with kopf_errors(settings.retry_delay_s):
             reconcile(kube, settings, body)
 
 
