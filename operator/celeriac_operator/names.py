@@ -42,6 +42,9 @@ COMPONENT_BEAT = "beat"
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 """Lower cost is deleted first when a ReplicaSet scales down (Kubernetes >= 1.22)."""
 
+KOPF_PREFIX = f"kopf.{GROUP}"
+"""Prefix of kopf's progress and last-handled-configuration annotations on our resources."""
+
 # --- server-side apply field managers ----------------------------------------------------------
 FIELD_MANAGER = "celeriac-operator"
 """Owns everything the reconcilers build."""

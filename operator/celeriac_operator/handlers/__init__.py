@@ -28,9 +28,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
     @kopf.on.startup(registry=registry, id="operator_startup")
     def operator_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Progress and the last-handled spec stay in annotations; status belongs to our own fields.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.celeriac.io")
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="kopf.celeriac.io", key="last-handled-configuration",
+            prefix=names.KOPF_PREFIX, key="last-handled-configuration",
         )
         settings.posting.level = 20  # logging.INFO: post info and warning Events for our resources
         settings.watching.server_timeout = 300

@@ -80,7 +80,8 @@ def poll(kube: Kube, settings: Settings, pool: WorkerPool, body: Mapping[str, An
     now_s = time.time()
     try:
         backlog = autoscaler.measure(broker_url, queues.broker_queues, now_s=now_s,
-                                     prefix=settings.redis_key_prefix)
+                                     prefix=settings.redis_key_prefix,
+                                     stale_after_s=settings.heartbeat_stale_after_s)
     except autoscaler.BrokerUnreachable as exc:
         message = str(exc)
         if changed_condition(body, conditions.AUTOSCALING, conditions.FALSE, "BrokerUnreachable"):
