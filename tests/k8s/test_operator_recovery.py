@@ -122,7 +122,7 @@ def test_unknown_time_zone_makes_the_beatschedule_not_ready_until_fixed(
     schedule["spec"]["timeZone"] = "Mars/Olympus"
     apply(kubectl, namespace, broker_secret(redis_server.url), *example_documents("taskqueues.yaml"), schedule)
 
-    found = wait_for(kubectl, namespace, "beatschedule", "housekeeping", status_is("Ready", "False", "UnknownTimeZone"))
+    found = wait_for(kubectl, namespace, "beatschedule", "housekeeping", status_is("Ready", "False", "InvalidSchedule"))
     assert "spec.timeZone: unknown time zone 'Mars/Olympus'" in condition(found, "Ready")["message"]
     assert get(kubectl, namespace, "deployment", "housekeeping-beat") is None
 

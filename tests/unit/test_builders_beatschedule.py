@@ -54,7 +54,7 @@ def test_default_replicas_and_image() -> None:
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "img:1"
 
 
-def test_role_grants_only_its_lease_its_schedule_its_status_and_events() -> None:
+def test_role_grants_only_its_lease_its_schedule_and_its_status() -> None:
     rules = build.role(schedule())["rules"]
     granted = {
         (group, resource, verb, tuple(rule.get("resourceNames", ())))
@@ -70,8 +70,6 @@ def test_role_grants_only_its_lease_its_schedule_its_status_and_events() -> None
         (names.GROUP, "beatschedules/status", "get", ("house",)),
         (names.GROUP, "beatschedules/status", "patch", ("house",)),
         (names.GROUP, "beatschedules/status", "update", ("house",)),
-        ("", "events", "create", ()),
-        ("", "events", "patch", ()),
     }
     assert all("*" not in rule["verbs"] and "*" not in rule["resources"] for rule in rules)
 
@@ -92,8 +90,23 @@ def test_all_objects_share_one_name_and_are_owned_by_the_schedule_identity_first
         assert obj["metadata"]["labels"][names.LABEL_BEATSCHEDULE] == "house"
 
 
-def test_unknown_time_zones_are_reported_with_where_they_are_and_what_to_use() -> None:
-    assert build.time_zone_problems(schedule(timeZone="Europe/Paris")) == []
+def test_unknown_time_zones_are_reported_once_with_where_they_are_and_what_to_use() -> None:
+    assert build.schedule_problems(schedule(timeZone="Europe/Paris")) == []
     bad = schedule(timeZone="Mars/Olympus")
-    assert build.time_zone_problems(bad) == [
-        "spec.timeZone: unknown time zone 'Mars/Olympus': use an IANA name such as Europe/Paris"]
+    assert build.schedule_problems(bad) == [
+        "spec.timeZone: unknown time zone 'Mars/Olympus': use an IANA name such as Europe/London"]
+
+
+def test_cron_values_the_api_server_cannot_check_are_reported_per_entry_with_the_field_at_fault() -> None:
+    body = {"metadata": {"name": "house", "namespace": "ns", "uid": "u-9", "generation": 1},
+            "spec": {"entries": [
+                {"name": "late", "task": "tasks.add", "queue": "emails", "cron": "0 25 * * *"},
+                {"name": "never", "task": "tasks.add", "queue": "emails", "cron": "0 0 30 2 *"},
+                {"name": "fine", "task": "tasks.add", "queue": "emails", "cron": "0 9 * * mon-fri",
+                 "timeZone": "Asia/Kathmandu"},
+            ]}}
+    problems = build.schedule_problems(BeatSchedule.from_body(body))
+    assert problems == [
+        "entry late: cron '0 25 * * *': field 2 (hour) value 25 is out of range 0-23",
+        "entry never: cron '0 0 30 2 *' never fires: no month among 2 has day 30",
+    ]

@@ -9,16 +9,17 @@ grants exactly that and nothing else (least privilege):
 * ``celeriac.io`` beatschedules: get/list/watch. The beat watches with a ``metadata.name`` field selector;
   RBAC can't restrict list/watch by a field selector, so the rule names the object for get and is
   namespace-wide for list/watch (the Role is namespaced: it never sees other namespaces);
-* beatschedules/status: get/patch/update on its own BeatSchedule only;
-* events: create/patch (it reports leadership changes and publish errors).
+* beatschedules/status: get/patch/update on its own BeatSchedule only.
+
+The beat posts no Events (it logs), so it gets no ``events`` permission.
 """
 
 from __future__ import annotations
 
 import json
-import zoneinfo
 from typing import Any
 
+from celeriac.schedules import ScheduleError, build_schedule, load_zone
 from celeriac_operator import names
 from celeriac_operator.builders import common
 from celeriac_operator.models import BeatSchedule
@@ -47,16 +48,25 @@ def queue_references(schedule: BeatSchedule) -> list[str]:
     return list(dict.fromkeys(entry.queue for entry in schedule.spec.entries))
 
 
-def time_zone_problems(schedule: BeatSchedule) -> list[str]:
-    """What is wrong with the schedule's time zones (the CRD checks only their shape, not the tz database)."""
+def schedule_problems(schedule: BeatSchedule) -> list[str]:
+    """What the API server could not check: time zones against the tz database, cron values and ranges.
+
+    Parsed with the scheduler's own parser (:mod:`celeriac.schedules`), so the operator rejects exactly
+    what ``celeriac beat`` would refuse, with the same message.
+    """
     problems = []
-    wanted = [("spec.timeZone", schedule.spec.time_zone)]
-    wanted += [(f"entry {entry.name}", entry.time_zone) for entry in schedule.spec.entries if entry.time_zone]
-    for where, zone in wanted:
+    default_zone = schedule.spec.time_zone
+    try:
+        load_zone(default_zone)
+    except ScheduleError as exc:
+        problems.append(f"spec.timeZone: {exc}")
+        default_zone = "UTC"  # reported once above, not again for every entry
+    for entry in schedule.spec.entries:
+        every = None if entry.every is None else str(entry.every)
         try:
-            zoneinfo.ZoneInfo(zone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            problems.append(f"{where}: unknown time zone {zone!r}: use an IANA name such as Europe/Paris")
+            build_schedule(every=every, cron=entry.cron, tz=entry.time_zone or default_zone)
+        except ScheduleError as exc:
+            problems.append(f"entry {entry.name}: {exc}")
     return problems
 
 
@@ -126,7 +136,6 @@ def role_rules(schedule: BeatSchedule) -> list[Obj]:
         {"apiGroups": [names.GROUP], "resources": [names.BEATSCHEDULE_PLURAL], "verbs": ["list", "watch"]},
         {"apiGroups": [names.GROUP], "resources": [f"{names.BEATSCHEDULE_PLURAL}/status"],
          "verbs": ["get", "patch", "update"], "resourceNames": [schedule.name]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
 
 

@@ -53,14 +53,14 @@ def reconcile(kube: Kube, settings: Settings, body: Mapping[str, Any]) -> None:
                      updates=[Condition.of(conditions.QUEUES_RESOLVED, False, problem.reason, problem.message),
                               Condition.of(conditions.READY, False, problem.reason, problem.message)])
         return
-    problems = build.time_zone_problems(schedule)
+    problems = build.schedule_problems(schedule)
     if problems:
         message = "; ".join(problems)
-        if changed_condition(body, conditions.READY, conditions.FALSE, "UnknownTimeZone"):
-            post(body, "UnknownTimeZone", message, warning=True)
+        if changed_condition(body, conditions.READY, conditions.FALSE, "InvalidSchedule"):
+            post(body, "InvalidSchedule", message, warning=True)
         write_status(kube, names.BEATSCHEDULE_KIND, schedule.namespace, schedule.name,
                      generation=schedule.generation, fields=fields,
-                     updates=[Condition.of(conditions.READY, False, "UnknownTimeZone", message)])
+                     updates=[Condition.of(conditions.READY, False, "InvalidSchedule", message)])
         return
     name = build.object_name(schedule)
     existed = kube.get("Deployment", schedule.namespace, name) is not None
