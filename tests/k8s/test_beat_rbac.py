@@ -6,8 +6,6 @@ TokenRequest) is the beat process's only credential; RBAC is enforced by the API
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,24 +20,11 @@ from beat_support import (  # noqa: F401 (fixtures)
     procs_fixture,
     rclient_fixture,
 )
+from operator_support import service_account_kubeconfig
 
 from servers import wait_until
 
 pytestmark = pytest.mark.k8s
-
-
-def service_account_kubeconfig(kube_api: Any, admin_kubeconfig: Path, namespace: str, account: str,
-                               target: Path) -> Path:
-    from kubernetes import client
-
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[],
-                                                                                 expiration_seconds=3600))
-    token = client.CoreV1Api(kube_api).create_namespaced_service_account_token(account, namespace, request)
-    config = json.loads(admin_kubeconfig.read_text())
-    for user in config["users"]:
-        user["user"] = {"token": token.status.token}
-    target.write_text(json.dumps(config))
-    return target
 
 
 @pytest.mark.usefixtures("celeriac_crds")
