@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_support import find, render
 
 from celeriac_operator import chartgen, rbac
 from celeriac_operator.rbac import Rule
+from chart_support import find, render
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_LABELS = {"helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
@@ -46,7 +46,8 @@ def _source_crds() -> dict[str, dict[str, object]]:
 def test_rendered_crds_equal_the_crds_directory_plus_only_chart_labels_and_the_keep_annotation() -> None:
     rendered = {o["metadata"]["name"]: o for o in find(render(), "CustomResourceDefinition")}
     source = _source_crds()
-    assert set(rendered) == set(source) and len(source) == 3
+    assert set(rendered) == set(source)
+    assert len(source) == 3
     for name, crd in rendered.items():
         meta = crd["metadata"]
         assert set(meta.pop("labels")) == CHART_LABELS
@@ -56,7 +57,8 @@ def test_rendered_crds_equal_the_crds_directory_plus_only_chart_labels_and_the_k
 
 def test_crds_keep_false_renders_them_without_the_keep_annotation_and_disabled_renders_none() -> None:
     crds = find(render({"crds.keep": "false"}), "CustomResourceDefinition")
-    assert len(crds) == 3 and all("annotations" not in c["metadata"] for c in crds)
+    assert len(crds) == 3
+    assert all("annotations" not in c["metadata"] for c in crds)
     assert find(render({"crds.enabled": "false", "crds.keep": "false"}), "CustomResourceDefinition") == []
 
 
@@ -86,5 +88,5 @@ def test_namespaces_scope_role_plus_discovery_grant_everything_but_cluster_peeri
 
 
 def test_a_rule_on_an_unclassified_resource_stops_chartgen_with_the_fix() -> None:
-    with pytest.raises(chartgen.UnclassifiedResource, match="chartgen.NAMESPACED nor chartgen.CLUSTER_SCOPED"):
+    with pytest.raises(chartgen.UnclassifiedResource, match=r"chartgen\.NAMESPACED nor chartgen\.CLUSTER_SCOPED"):
         chartgen.split_rules((Rule("new", ("batch",), ("jobs",), ("get",)),))
