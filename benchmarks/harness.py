@@ -141,12 +141,8 @@ def _proc_stat(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2:].split()  # fields after "pid (comm)"; comm may hold spaces
 
 
-def tree_cpu_s(root_pid: int) -> float:
-    """User+system CPU seconds of ``root_pid`` and its live descendants, plus reaped children's.
-
-    A pool child that exits moves its time into its parent's cutime/cstime, so summing
-    utime+stime+cutime+cstime over the live tree never loses a finished child's work.
-    """
+def _process_table() -> tuple[dict[int, int], dict[int, int]]:
+    """``(ppid by pid, utime+stime+cutime+cstime ticks by pid)`` for every process."""
     parents: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -157,6 +153,12 @@ def tree_cpu_s(root_pid: int) -> float:
             continue
         parents[int(entry)] = int(fields[1])  # ppid; fields[11..14] = utime stime cutime cstime
         ticks[int(entry)] = sum(int(value) for value in fields[11:15])
+    return parents, ticks
+
+
+def tree_pids(root_pid: int, parents: dict[int, int] | None = None) -> set[int]:
+    """``root_pid`` and its live descendants."""
+    parents = parents if parents is not None else _process_table()[0]
     tree = {root_pid}
     grew = True
     while grew:
@@ -165,7 +167,32 @@ def tree_cpu_s(root_pid: int) -> float:
             if ppid in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
-    return sum(ticks.get(pid, 0) for pid in tree) / CLOCK_TICKS_PER_S
+    return tree
+
+
+def tree_cpu_s(root_pid: int) -> float:
+    """User+system CPU seconds of ``root_pid`` and its live descendants, plus reaped children's.
+
+    A pool child that exits moves its time into its parent's cutime/cstime, so summing
+    utime+stime+cutime+cstime over the live tree never loses a finished child's work.
+    """
+    parents, ticks = _process_table()
+    return sum(ticks.get(pid, 0) for pid in tree_pids(root_pid, parents)) / CLOCK_TICKS_PER_S
+
+
+def tree_pss_mib(root_pid: int) -> float:
+    """Proportional set size of a process tree in MiB: pages shared by forked children count once
+    in total, so prefork pools are not overstated the way summed RSS would be."""
+    total_kib = 0
+    for pid in tree_pids(root_pid):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total_kib / 1024
 
 
 def poll_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.002) -> None:
@@ -181,17 +208,3 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of an already sorted sequence."""
     rank = max(1, round(fraction * len(sorted_values)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """A plain aligned text table (also valid Markdown)."""
-    cells = [[str(value) for value in row] for row in rows]
-    widths = [max(len(str(headers[i])), *(len(row[i]) for row in cells)) for i in range(len(headers))]
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in cells:
-        print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |")
-
-
-def ratio(ours: float, theirs: float) -> str:
-    return f"{ours / theirs:.2f}x" if theirs else "n/a"
