@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from tasks import add, app, divide, flaky  # noqa: E402
+from tasks import add, app, build_report, divide, flaky, send_welcome_email  # noqa: E402
 
 
 def free_port() -> int:
@@ -44,8 +44,8 @@ def wait_ready(port: int, timeout_s: float = 30.0) -> None:
 def main() -> int:
     port = free_port()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celeriac", "worker", "-A", "tasks", "-c", "2", "--pool", "prefork",
-         "--health-port", str(port), "-l", "warning"],
+        [sys.executable, "-m", "celeriac", "worker", "-A", "tasks", "-Q", "emails,reports.v1", "-c", "2",
+         "--pool", "prefork", "--health-port", str(port), "-l", "warning"],
         cwd=HERE,
         env={**os.environ, "PYTHONPATH": str(HERE)},
     )
@@ -58,6 +58,9 @@ def main() -> int:
         print(f"100 add tasks: sum of results = {total}")
 
         print(f"flaky task: {flaky.delay(3).get(timeout=30)}")
+        print(f"e-mail task: {send_welcome_email.delay('ada@example.com', 'Ada').get(timeout=30)}")
+        report = build_report.delay("weekly", [3.0, 1.0, 2.0]).get(timeout=30)
+        print(f"report task: count={report['count']} mean={report['mean']}")
 
         failed = divide.delay(1, 0)
         try:
