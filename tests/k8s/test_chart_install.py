@@ -20,13 +20,13 @@ import pytest
 import yaml
 from operator_support import service_account_kubeconfig, start_operator
 
-from chart_support import CHART, HelmFailed, helm, set_args
+from helm_support import CHART, HelmFailed, helm, set_args
 from servers import wait_until
 
 pytestmark = pytest.mark.k8s
 
 RELEASE = "rel"
-NAMESPACED = {"watch.scope": "namespaces", "crds.enabled": "false", "crds.keep": "false"}
+NAMESPACED = {"watch.scope": "namespaces", "crds.enabled": "false"}
 
 
 class Release:

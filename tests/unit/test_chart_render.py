@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from celeriac_operator.settings import Settings
-from chart_support import CHART, HelmFailed, find, helm, render
+from helm_support import CHART, HelmFailed, find, helm, render
 
 
 def _operator(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def test_schema_rejects_unknown_keys_and_bad_values_naming_the_field(values: dic
 @pytest.mark.parametrize(("values", "message"), [
     ({"replicas": "2", "peering.enabled": "false"},
      "replicas is 2 but peering.enabled is false: without peering every replica would act at once"),
-    ({"crds.enabled": "false"}, "crds.keep is true but crds.enabled is false"),
+    ({"image.tag": "1.0.0", "image.digest": "sha256:" + "0" * 64}, "image.tag (1.0.0) and image.digest"),
     ({"watch.namespaces": '["a"]'}, "watch.namespaces is [a] but watch.scope is cluster"),
     ({"serviceAccount.create": "false"}, "serviceAccount.name is required when serviceAccount.create is false"),
 ])

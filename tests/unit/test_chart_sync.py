@@ -10,7 +10,7 @@ import yaml
 
 from celeriac_operator import chartgen, rbac
 from celeriac_operator.rbac import Rule
-from chart_support import find, render
+from helm_support import find, render
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_LABELS = {"helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
@@ -59,7 +59,7 @@ def test_crds_keep_false_renders_them_without_the_keep_annotation_and_disabled_r
     crds = find(render({"crds.keep": "false"}), "CustomResourceDefinition")
     assert len(crds) == 3
     assert all("annotations" not in c["metadata"] for c in crds)
-    assert find(render({"crds.enabled": "false", "crds.keep": "false"}), "CustomResourceDefinition") == []
+    assert find(render({"crds.enabled": "false"}), "CustomResourceDefinition") == []
 
 
 def test_kopf_peering_crds_are_in_helms_crds_directory_identical_to_the_source() -> None:

@@ -15,7 +15,7 @@ import tomllib
 from celeriac_operator.builders import beatschedule, workerpool
 from celeriac_operator.models import BeatSchedule, WorkerPool
 from celeriac_operator.queues import ResolvedQueues
-from chart_support import find, render
+from helm_support import find, render
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = {"worker": REPO / "worker" / "Dockerfile", "operator": REPO / "operator" / "Dockerfile"}

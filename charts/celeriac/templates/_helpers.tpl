@@ -75,8 +75,8 @@ these check combinations.
 {{- if and (gt (int .Values.replicas) 1) (not .Values.peering.enabled) }}
 {{- fail (printf "replicas is %d but peering.enabled is false: without peering every replica would act at once. Set peering.enabled=true or replicas=1." (int .Values.replicas)) }}
 {{- end }}
-{{- if and .Values.crds.keep (not .Values.crds.enabled) }}
-{{- fail "crds.keep is true but crds.enabled is false: the chart does not manage the CRDs, so it cannot keep them. Set crds.keep=false (or crds.enabled=true)." }}
+{{- if and .Values.image.tag .Values.image.digest }}
+{{- fail (printf "image.tag (%s) and image.digest (%s) are both set: the digest alone decides which image runs. Set only one." .Values.image.tag .Values.image.digest) }}
 {{- end }}
 {{- if and (eq .Values.watch.scope "cluster") .Values.watch.namespaces }}
 {{- fail (printf "watch.namespaces is %v but watch.scope is cluster, which watches every namespace. Set watch.scope=namespaces or empty watch.namespaces." .Values.watch.namespaces) }}
