@@ -134,15 +134,21 @@ def test_operator_run_as_the_charts_service_account_reconciles_in_the_watched_na
     sa_kubeconfig = service_account_kubeconfig(kube_api, release.kubeconfig, namespace,
                                                f"{RELEASE}-celeriac", tmp_path / "operator-sa.kubeconfig")
     account = f"system:serviceaccount:{namespace}:{RELEASE}-celeriac"
+
+    def can_i(verb: str, resource: str, where: str) -> str:
+        scope = ["-n", where] if where else []
+        return str(kubectl("auth", "can-i", verb, resource, "--as", account, *scope, check=False).stdout.strip())
+
+    # The API server's RBAC authorizer learns new Roles through an informer: wait until it has them.
+    wait_until(lambda: can_i("patch", "deployments.apps", namespace) == "yes"
+               and can_i("watch", "customresourcedefinitions", "") == "yes", 30, "the chart's RBAC in effect")
     for verb, resource, where, allowed in [
         ("patch", "deployments.apps", namespace, "yes"), ("get", "secrets", namespace, "yes"),
         ("list", "secrets", namespace, "no"), ("get", "secrets", "default", "no"),
         ("patch", "deployments.apps", "default", "no"), ("watch", "customresourcedefinitions", "", "yes"),
         ("create", "clusterkopfpeerings.kopf.dev", "", "no"),
     ]:
-        scope = ["-n", where] if where else []
-        done = kubectl("auth", "can-i", verb, resource, "--as", account, *scope, check=False)
-        assert done.stdout.strip() == allowed, (verb, resource, where)
+        assert can_i(verb, resource, where) == allowed, (verb, resource, where)
 
     operator = start_operator(sa_kubeconfig, [namespace], tmp_path / "operator", standalone=False,
                               peering_name="celeriac-operator")
@@ -168,10 +174,13 @@ def test_operator_run_as_the_charts_service_account_reconciles_in_the_watched_na
 
 
 def test_helm_test_check_sees_the_crds_served_and_reports_an_unavailable_operator(
-    release: Release, control_plane: Any, kube_api: Any, namespace: str, tmp_path: Path,
+    release: Release, kube_api: Any, namespace: str, tmp_path: Path, kubectl: Any,
 ) -> None:
     release.install(NAMESPACED)
-    sa_kubeconfig = service_account_kubeconfig(kube_api, control_plane.kubeconfig, namespace,
+    account = f"system:serviceaccount:{namespace}:{RELEASE}-celeriac-test"
+    wait_until(lambda: kubectl("auth", "can-i", "get", f"deployments.apps/{RELEASE}-celeriac", "--as", account,
+                               "-n", namespace, check=False).stdout.strip() == "yes", 30, "the test's RBAC in effect")
+    sa_kubeconfig = service_account_kubeconfig(kube_api, release.kubeconfig, namespace,
                                                f"{RELEASE}-celeriac-test", tmp_path / "test-sa.kubeconfig")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env.update(KUBECONFIG=str(sa_kubeconfig), CELERIAC_TEST_NAMESPACE=namespace,
