@@ -104,6 +104,11 @@ class Dispatcher:
     def running_count(self) -> int:
         return len(self._running)
 
+    def starving(self) -> bool:
+        """A pool slot is free and nothing is ready to start (read by the consumer thread: a stale
+        answer only delays a fetch until the engine's next ``room_changed``)."""
+        return not self._ready and self.pool.free_slots() > 0
+
     def waiting_count(self) -> int:
         return len(self._held) - len(self._running)
 
