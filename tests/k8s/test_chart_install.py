@@ -94,7 +94,10 @@ def _instance_objects(kube_api: Any, namespace: str) -> list[str]:
 def test_namespaced_install_creates_the_operator_objects_and_uninstall_removes_them_all(
     release: Release, kube_api: Any, namespace: str,
 ) -> None:
-    release.install(NAMESPACED)
+    notes = release.install(NAMESPACED)
+    assert f"It watches: {namespace}." in notes
+    assert "did not install the celeriac.io CRDs (crds.enabled=false)" in notes
+    assert f"helm test {RELEASE} -n {namespace}" in notes
     assert _instance_objects(kube_api, namespace) == sorted([
         "ClusterRole/" + f"{namespace}-{RELEASE}-celeriac-discovery",
         "ClusterRoleBinding/" + f"{namespace}-{RELEASE}-celeriac-discovery",
@@ -230,3 +233,36 @@ def test_crds_enabled_adopts_existing_crds_updates_them_and_keeps_them_on_uninst
             "helm.sh/resource-policy": None}}}
         for name in ours:
             ext.patch_custom_resource_definition(name, release_free)
+
+
+def test_on_a_fresh_cluster_install_brings_every_crd_and_keep_decides_what_uninstall_deletes(
+    tmp_path: Path,
+) -> None:
+    """A private control plane with no CRDs at all (the session's has them): the first ``helm install``
+    must install kopf's peering CRDs (Helm's crds/ directory) before it can map the ClusterKopfPeering."""
+    from kubernetes import client, config
+
+    from control_plane import ControlPlane
+
+    plane = ControlPlane(tmp_path / "fresh")
+    plane.start(controller_manager=False)
+    try:
+        fresh = Release(plane.kubeconfig, "default")
+        ext = client.ApiextensionsV1Api(config.new_client_from_config(config_file=str(plane.kubeconfig)))
+
+        def crds() -> set[str]:
+            return {crd.metadata.name for crd in ext.list_custom_resource_definition().items}
+
+        ours = {"taskqueues.celeriac.io", "workerpools.celeriac.io", "beatschedules.celeriac.io"}
+        kopf = {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+        assert crds() == set()
+        fresh.install({})
+        assert crds() == ours | kopf
+        assert "These resources were kept due to the resource policy" in fresh.uninstall()
+        assert crds() == ours | kopf
+        fresh.install({})
+        fresh.upgrade({"crds.keep": "false"})
+        fresh.uninstall()
+        wait_until(lambda: crds() == kopf, 30, "the celeriac.io CRDs deleted; Helm never deletes its crds/ directory")
+    finally:
+        plane.stop()
