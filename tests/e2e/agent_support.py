@@ -46,8 +46,17 @@ class Agent:
         from kubernetes.client.exceptions import ApiException
 
         stop_process(self.proc, timeout_s=30.0)
+        core = client.CoreV1Api(self.kube_api)
+        # Like a node that is gone for good: its pods are removed (no kubelet will ever confirm their
+        # deletion, so without this the test namespace would stay Terminating).
+        for pod in core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.node_name}").items:
+            try:
+                core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
         try:
-            client.CoreV1Api(self.kube_api).delete_node(self.node_name)
+            core.delete_node(self.node_name)
         except ApiException as exc:
             if exc.status != 404:
                 raise
