@@ -30,10 +30,9 @@ Usage: ``python scripts/node_agent.py --kubeconfig K --work-dir D [--namespace N
 from __future__ import annotations
 
 import argparse
-import base64
+import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -47,10 +46,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from node_agent_env import PodEnvironment, expand, remap_ports
+
 Obj = dict[str, Any]
 PORTS_ANNOTATION = "celeriac.io/local-ports"
 MAX_BACKOFF_S = 30.0
-_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
 def now_iso() -> str:
@@ -61,34 +61,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def expand(value: str, env: dict[str, str]) -> str:
-    """Kubernetes ``$(VAR)`` expansion: known variables are replaced, unknown ones kept, ``$$`` is ``$``."""
-
-    def one(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1)
-        return env.get(name, match.group(0))
-
-    return _VAR.sub(one, value)
-
-
-def remap_ports(argv: list[str], ports: dict[int, int]) -> list[str]:
-    """Rewrite the values of ``--*port*`` flags that name a declared containerPort to its local port."""
-    result: list[str] = []
-    for i, arg in enumerate(argv):
-        flag, eq, value = arg.partition("=")
-        previous = argv[i - 1] if i > 0 else ""
-        if eq and flag.startswith("-") and "port" in flag and value.isdigit() and int(value) in ports:
-            result.append(f"{flag}={ports[int(value)]}")
-        elif previous.startswith("-") and "port" in previous and "=" not in previous and arg.isdigit() \
-                and int(arg) in ports:
-            result.append(str(ports[int(arg)]))
-        else:
-            result.append(arg)
-    return result
 
 
 @dataclass
@@ -146,7 +118,7 @@ class NodeAgent:
         self.tick_s = tick_s
         self.pods: dict[str, PodRun] = {}
         self.stopping = threading.Event()
-        self.bin_dir = Path(sys.executable).parent
+        self.environment = PodEnvironment(self.core, kubeconfig, Path(sys.executable).parent, self.app_dir, node_name)
         work_dir.mkdir(parents=True, exist_ok=True)
 
     # -- main loop --------------------------------------------------------------------------
@@ -246,66 +218,8 @@ class NodeAgent:
             PORTS_ANNOTATION: json.dumps({str(k): v for k, v in ports.items()})}}})
         return PodRun(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, directory, containers, ports)
 
-    def pod_env(self, pod: Any, run: PodRun, container: Obj) -> dict[str, str]:
-        env = {"PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-               "HOME": str(run.directory), "PYTHONPATH": str(self.app_dir), "PYTHONUNBUFFERED": "1",
-               "HOSTNAME": run.name, "KUBECONFIG": str(self.token_kubeconfig(pod, run))}
-        for source in container.get("envFrom") or []:
-            prefix = source.get("prefix", "")
-            if "secretRef" in source:
-                data = self.core.read_namespaced_secret(source["secretRef"]["name"], run.namespace).data or {}
-                env.update({prefix + k: base64.b64decode(v).decode() for k, v in data.items()})
-            elif "configMapRef" in source:
-                data = self.core.read_namespaced_config_map(source["configMapRef"]["name"], run.namespace).data
-                env.update({prefix + k: v for k, v in (data or {}).items()})
-        for var in container.get("env") or []:
-            if "value" in var:
-                env[var["name"]] = expand(var["value"], env)
-            elif "valueFrom" in var:
-                env[var["name"]] = self.value_from(pod, run, var["valueFrom"])
-            else:
-                env[var["name"]] = ""
-        return env
-
-    def value_from(self, pod: Any, run: PodRun, source: Obj) -> str:
-        if "secretKeyRef" in source:
-            ref = source["secretKeyRef"]
-            data = self.core.read_namespaced_secret(ref["name"], run.namespace).data or {}
-            return base64.b64decode(data[ref["key"]]).decode()
-        if "configMapKeyRef" in source:
-            ref = source["configMapKeyRef"]
-            return str((self.core.read_namespaced_config_map(ref["name"], run.namespace).data or {})[ref["key"]])
-        path = source.get("fieldRef", {}).get("fieldPath", "")
-        fields = {"metadata.name": run.name, "metadata.namespace": run.namespace, "metadata.uid": run.uid,
-                  "spec.nodeName": self.node_name, "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
-                  "spec.serviceAccountName": pod.spec.service_account_name or "default"}
-        if path not in fields:
-            raise ValueError(f"unsupported env source {source}")
-        return fields[path]
-
-    def token_kubeconfig(self, pod: Any, run: PodRun) -> Path:
-        """A kubeconfig authenticating as the Pod's ServiceAccount (a TokenRequest token bound to the Pod)."""
-        from kubernetes import client
-
-        account = pod.spec.service_account_name
-        # Bound to the Pod when it names its account; this control plane runs without the ServiceAccount
-        # admission plugin, so a Pod naming none has no account to bind to and gets `default`'s token.
-        bound = None if not account else client.V1BoundObjectReference(kind="Pod", api_version="v1",
-                                                                       name=run.name, uid=run.uid)
-        request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-            audiences=[], expiration_seconds=86400, bound_object_ref=bound))
-        account = account or "default"
-        token = self.core.create_namespaced_service_account_token(account, run.namespace, request).status.token
-        config = json.loads(self.kubeconfig.read_text())
-        for user in config["users"]:
-            user["user"] = {"token": token}
-        target = run.directory / "kubeconfig"
-        target.write_text(json.dumps(config))
-        target.chmod(0o600)
-        return target
-
     def start(self, pod: Any, run: PodRun, container: Container) -> None:
-        env = self.pod_env(pod, run, container.spec)
+        env = self.environment.env(pod, run, container.spec)
         argv = [expand(a, env) for a in (container.spec.get("command") or []) + (container.spec.get("args") or [])]
         if not argv:
             raise ValueError(f"container {container.name} has no command (images are not run)")
@@ -438,8 +352,18 @@ class NodeAgent:
         for container in run.containers:
             if container.proc is not None:
                 if container.running():
-                    os.killpg(container.proc.pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(container.proc.pid, signal.SIGKILL)
                 container.proc.wait()
+
+    def kill_children_now(self) -> None:
+        """SIGKILL every pod process group without touching the bookkeeping (safe from a signal handler,
+        even while a tick is blocked on an unreachable API server)."""
+        for run in list(self.pods.values()):
+            for container in run.containers:
+                if container.proc is not None and container.proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(container.proc.pid, signal.SIGKILL)
 
     def kill_all(self) -> None:
         for run in list(self.pods.values()):
@@ -458,8 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     agent = NodeAgent(args.kubeconfig, args.work_dir, node_name=args.node_name, namespaces=args.namespace,
                       app_dir=args.app_dir.resolve(), tick_s=args.tick_s)
+
+    def on_signal(*_: object) -> None:
+        agent.stop()
+        agent.kill_children_now()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: agent.stop())
+        signal.signal(signum, on_signal)
     print(f"node-agent: node {args.node_name} ready; work dir {args.work_dir}", flush=True)
     agent.run()
     print("node-agent: stopped; every child killed", flush=True)
