@@ -4,12 +4,12 @@ Three kinds of work, routed to the two TaskQueues of ``manifests/taskqueues.yaml
 
 * e-mail (``send_welcome_email``) -> queue ``emails``: builds a real MIME message; it is "sent" by
   appending it to an outbox list in Redis (no SMTP server in the examples);
-* reports (``build_report``) and arithmetic (``add``, ``multiply``, ``divide``, ``sum_of_squares``)
+* reports (``build_report``, ``slow_report``) and arithmetic (``add``, ``multiply``, ``divide``, ``sum_of_squares``)
   -> queue ``reports.v1``.
 
 Run a worker for them with ``celeriac worker -A tasks -Q emails,reports.v1 -c 2`` from this folder;
 the broker and result backend come from ``CELERIAC_BROKER_URL`` / ``CELERIAC_RESULT_BACKEND``
-(default: a local Redis). With ``EXAMPLES_COUNT_EXECUTIONS=1`` every arithmetic execution increments
+(default: a local Redis). With ``EXAMPLES_COUNT_EXECUTIONS=1`` every arithmetic and ``slow_report`` execution increments
 ``examples:executions[<task id>]`` in the result backend's Redis, so a test can prove each task ran
 exactly once.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import statistics
+import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -129,3 +130,12 @@ def build_report(title: str, values: list[float]) -> dict[str, Any]:
         "median": statistics.median(values),
         "max": max(values),
     }
+
+
+@app.task(bind=True)
+def slow_report(self: Task, title: str, seconds: float) -> str:
+    """A report that takes ``seconds`` to render. A scale-down removes idle workers first (the operator's
+    pod-deletion-cost), so a worker in the middle of it keeps running until it is done."""
+    _count_execution(self)
+    time.sleep(seconds)
+    return f"{title} rendered in {seconds:g}s"
