@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,6 @@ def test_scale_down_removes_the_idle_worker_and_keeps_the_busy_one_until_its_tas
     # The slow report goes first, so the only worker takes it; the burst behind it makes the pool scale to 2.
     env = {**os.environ, "CELERIAC_BROKER_URL": redis_server.url, "CELERIAC_RESULT_BACKEND": redis_server.url,
            "PYTHONPATH": str(EXAMPLES)}
-    import subprocess
-
     done = subprocess.run([sys.executable, "-c", PRODUCER, str(SLOW_S), str(BURST)], env=env, cwd=EXAMPLES,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
