@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import metadata
@@ -201,21 +202,27 @@ def main(argv: list[str] | None = None) -> int:
     header = machine()
     load_before = load()
     started = time.monotonic()
+    failed: list[str] = []
     with redis_server() as server:
         for suite in suites:
             print(f"== {suite}", file=sys.stderr, flush=True)
             runner: Callable[[object], None] = getattr(bench, suite)
-            runner(server)
+            try:
+                runner(server)
+            except Exception:  # keep what the other suites measured; the exit status says it failed
+                traceback.print_exc()
+                failed.append(suite)
     header.append(f"- load average (1/5/15 min) before: {load_before}, after: {load()}; "
                   f"{bench.repeats} repeat(s), {'--quick' if args.quick else 'full'} sizes "
                   f"({', '.join(f'{k} {v:,}' for k, v in bench.sizes.items())}); "
                   f"took {time.monotonic() - started:.0f} s")
-    lines = ["# Celeriac vs Celery", "", *header, "", *table_lines(bench.metrics), "", *bench.ceiling_notes()]
+    notes = [*bench.ceiling_notes(), *(f"FAILED: the {suite} suite (traceback on stderr)" for suite in failed)]
+    lines = ["# Celeriac vs Celery", "", *header, "", *table_lines(bench.metrics), "", *notes]
     text = "\n".join(lines).rstrip() + "\n"
     print(text)
     if args.markdown:
         args.markdown.write_text(text)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -139,6 +139,17 @@ def autoscaler(api: Any, redis: Any, redis_url: str, *, repeats: int, window_s: 
     return figures
 
 
+def _pop(redis: Any, timeout_s: float) -> bytes | None:
+    """The next beat message, or None after ``timeout_s``: short BRPOPs, each well inside the
+    client's socket timeout (a long BRPOP would be cut off by it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        popped = redis.brpop([BEAT_QUEUE], timeout=1)
+        if popped is not None:
+            return bytes(popped[1])
+    return None
+
+
 def _slot_error_s(raw: bytes) -> tuple[datetime, float]:
     """The slot of a popped beat message and how late (s) it was popped after the slot."""
     popped = time.time()
@@ -169,10 +180,10 @@ def scheduler(api: Any, kubeconfig: Path, redis: Any, redis_url: str, directory:
         redis.delete(BEAT_QUEUE)  # the first fire may be a catch-up of the start-up
         last_slot = None
         while len(errors_s) < slots:
-            popped = redis.brpop([BEAT_QUEUE], timeout=30)
+            popped = _pop(redis, 30)
             if popped is None:
                 raise RuntimeError("no scheduled message for 30 s")
-            last_slot, error_s = _slot_error_s(popped[1])
+            last_slot, error_s = _slot_error_s(popped)
             errors_s.append(error_s)
         for n in range(failovers):
             leader = str(lease_holder(api, NAMESPACE, "tick-beat"))
@@ -180,10 +191,10 @@ def scheduler(api: Any, kubeconfig: Path, redis: Any, redis_url: str, directory:
             killed = time.time()
             beats[f"beat-{n + 2}"] = start(n + 2)
             while True:
-                popped = redis.brpop([BEAT_QUEUE], timeout=120)
+                popped = _pop(redis, 120)
                 if popped is None:
                     raise RuntimeError("no scheduled message within 120 s of the leader's kill")
-                slot, _ = _slot_error_s(popped[1])
+                slot, _ = _slot_error_s(popped)
                 if last_slot is None or slot > last_slot:
                     break
             gaps_s.append(time.time() - killed)
@@ -191,9 +202,9 @@ def scheduler(api: Any, kubeconfig: Path, redis: Any, redis_url: str, directory:
             print(f"  scheduler failover {n + 1}: {gaps_s[-1]:.2f} s", file=sys.stderr, flush=True)
             # let the new leader settle into its rhythm before the next kill
             for _ in range(3):
-                popped = redis.brpop([BEAT_QUEUE], timeout=30)
+                popped = _pop(redis, 30)
                 if popped is not None:
-                    last_slot, _ = _slot_error_s(popped[1])
+                    last_slot, _ = _slot_error_s(popped)
     finally:
         procs.close()
     errors_s.sort()
