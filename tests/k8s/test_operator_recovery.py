@@ -99,13 +99,15 @@ def test_taskqueues_on_different_secrets_block_the_beatschedule_until_aligned(
 ) -> None:
     emails, reports = example_documents("taskqueues.yaml")
     reports["spec"]["broker"]["secretRef"]["name"] = "other-broker"
+    (schedule,) = example_documents("beatschedule.yaml")
+    schedule["spec"]["entries"][0]["queue"] = "emails"  # entries on both TaskQueues, whatever the example uses
     apply(kubectl, namespace, broker_secret(redis_server.url), broker_secret(redis_server.url, "other-broker"),
-          emails, reports, *example_documents("beatschedule.yaml"))
+          emails, reports, schedule)
 
-    schedule = wait_for(kubectl, namespace, "beatschedule", "housekeeping",
-                        status_is("QueuesResolved", "False", "BrokerMismatch"))
+    found = wait_for(kubectl, namespace, "beatschedule", "housekeeping",
+                     status_is("QueuesResolved", "False", "BrokerMismatch"))
     assert f"TaskQueue {namespace}/reports uses broker Secret other-broker" in condition(
-        schedule, "QueuesResolved")["message"]
+        found, "QueuesResolved")["message"]
     assert get(kubectl, namespace, "deployment", "housekeeping-beat") is None
 
     reports["spec"]["broker"]["secretRef"]["name"] = "celeriac-broker"
