@@ -18,12 +18,11 @@ the same comparison and also renders the chart to compare what Helm produces).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
+from celeriac_operator import generated
 from celeriac_operator.rbac import RULES, Rule
 
 __all__ = ["CLUSTER_SCOPED", "DISCOVERY", "NAMESPACED", "drifted", "generated_files", "main", "split_rules"]
@@ -119,26 +118,9 @@ def drifted(repo: Path = REPO) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write (or with ``--check``, verify) the chart's generated files."""
-    parser = argparse.ArgumentParser(prog="python -m celeriac_operator.chartgen", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing drifting files")
-    parser.add_argument("--repo", type=Path, default=REPO, help="repository root (default: this checkout)")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = drifted(args.repo)
-        for path in stale:
-            print(f"drift: {path} (regenerate: python -m celeriac_operator.chartgen)", file=sys.stderr)
-        return 1 if stale else 0
-    for path in drifted(args.repo):
-        if path not in generated_files(args.repo):
-            (args.repo / path).unlink()
-            print(f"removed {path}")
-    for path, text in generated_files(args.repo).items():
-        target = args.repo / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        print(f"wrote {path}")
-    return 0
+    """Write (or with ``--check``, verify) the generated files."""
+    return generated.main(argv, prog="celeriac_operator.chartgen", description=__doc__, repo=REPO,
+                          files=generated_files, drifted=drifted)
 
 
 if __name__ == "__main__":

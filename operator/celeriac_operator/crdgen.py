@@ -7,16 +7,14 @@ that differ from what the models generate (the drift test runs the same comparis
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
-from celeriac_operator import names
+from celeriac_operator import generated, names
 from celeriac_operator.models import RESOURCES, BeatSchedule, TaskQueue, WorkerPool
 from celeriac_operator.models.common import Resource
 from celeriac_operator.schema import structural, walk_properties
@@ -206,21 +204,8 @@ def drifted(repo: Path = REPO) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write (or with ``--check``, verify) the generated files."""
-    parser = argparse.ArgumentParser(prog="python -m celeriac_operator.crdgen", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing drifting files")
-    parser.add_argument("--repo", type=Path, default=REPO, help="repository root (default: this checkout)")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = drifted(args.repo)
-        for path in stale:
-            print(f"drift: {path} (regenerate: python -m celeriac_operator.crdgen)", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in generated_files(args.repo).items():
-        target = args.repo / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        print(f"wrote {path}")
-    return 0
+    return generated.main(argv, prog="celeriac_operator.crdgen", description=__doc__, repo=REPO,
+                          files=generated_files, drifted=drifted)
 
 
 if __name__ == "__main__":
