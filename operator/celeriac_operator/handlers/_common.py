@@ -13,6 +13,8 @@ from celeriac_operator import conditions
 from celeriac_operator.errors import FatalError, RetryableError
 from celeriac_operator.kube import Kube
 from celeriac_operator.models import TaskQueue
+from celeriac_operator.models.common import Resource
+from celeriac_operator.queues import REASON_RESOLVED
 
 
 def now() -> datetime:
@@ -75,3 +77,22 @@ def post(body: Mapping[str, Any], reason: str, message: str, *, warning: bool = 
     """An Event about the resource ``body`` (kopf posts it in the background; safe from daemon threads)."""
     target: Any = body
     (kopf.warn if warning else kopf.info)(target, reason=reason, message=message)
+
+
+def report_problem(
+    kube: Kube, resource: Resource, body: Mapping[str, Any], *, reason: str, message: str,
+    condition_types: Iterable[str], fields: Mapping[str, Any],
+) -> None:
+    """Set ``condition_types`` False with ``reason`` and ``message``; a Warning Event only when the first changes."""
+    types = list(condition_types)
+    if changed_condition(body, types[0], conditions.FALSE, reason):
+        post(body, reason=reason, message=message, warning=True)
+    write_status(kube, resource.kind, resource.namespace, resource.name, generation=resource.generation,
+                 fields=fields, updates=[conditions.Condition.of(type_, False, reason, message) for type_ in types])
+
+
+def post_queues_recovered(body: Mapping[str, Any]) -> None:
+    """A Normal Event when ``QueuesResolved`` turns True after it was reported otherwise (not on first success)."""
+    was_reported = conditions.find((body.get("status") or {}).get("conditions"), conditions.QUEUES_RESOLVED)
+    if was_reported and changed_condition(body, conditions.QUEUES_RESOLVED, conditions.TRUE, REASON_RESOLVED):
+        post(body, reason=REASON_RESOLVED, message="All TaskQueues resolved")

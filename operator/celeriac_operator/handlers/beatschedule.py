@@ -16,7 +16,14 @@ from celeriac_operator import conditions, names
 from celeriac_operator.builders import beatschedule as build
 from celeriac_operator.conditions import Condition
 from celeriac_operator.errors import Unresolved
-from celeriac_operator.handlers._common import changed_condition, kopf_errors, post, taskqueues, write_status
+from celeriac_operator.handlers._common import (
+    kopf_errors,
+    post,
+    post_queues_recovered,
+    report_problem,
+    taskqueues,
+    write_status,
+)
 from celeriac_operator.kube import Kube
 from celeriac_operator.models import BeatSchedule
 from celeriac_operator.queues import REASON_RESOLVED, resolve
@@ -46,21 +53,13 @@ def reconcile(kube: Kube, settings: Settings, body: Mapping[str, Any]) -> None:
     try:
         queues = resolve(schedule.namespace, build.queue_references(schedule), taskqueues(kube, schedule.namespace))
     except Unresolved as problem:
-        if changed_condition(body, conditions.QUEUES_RESOLVED, conditions.FALSE, problem.reason):
-            post(body, reason=problem.reason, message=problem.message, warning=True)
-        write_status(kube, names.BEATSCHEDULE_KIND, schedule.namespace, schedule.name,
-                     generation=schedule.generation, fields=fields,
-                     updates=[Condition.of(conditions.QUEUES_RESOLVED, False, problem.reason, problem.message),
-                              Condition.of(conditions.READY, False, problem.reason, problem.message)])
+        report_problem(kube, schedule, body, reason=problem.reason, message=problem.message,
+                       condition_types=(conditions.QUEUES_RESOLVED, conditions.READY), fields=fields)
         return
     problems = build.schedule_problems(schedule)
     if problems:
-        message = "; ".join(problems)
-        if changed_condition(body, conditions.READY, conditions.FALSE, "InvalidSchedule"):
-            post(body, "InvalidSchedule", message, warning=True)
-        write_status(kube, names.BEATSCHEDULE_KIND, schedule.namespace, schedule.name,
-                     generation=schedule.generation, fields=fields,
-                     updates=[Condition.of(conditions.READY, False, "InvalidSchedule", message)])
+        report_problem(kube, schedule, body, reason="InvalidSchedule", message="; ".join(problems),
+                       condition_types=(conditions.READY,), fields=fields)
         return
     name = build.object_name(schedule)
     existed = kube.get("Deployment", schedule.namespace, name) is not None
@@ -70,9 +69,7 @@ def reconcile(kube: Kube, settings: Settings, body: Mapping[str, Any]) -> None:
     if not existed:
         post(body, reason="Created",
                   message=f"Created Deployment, ServiceAccount, Role and RoleBinding {name}")
-    was_reported = conditions.find((body.get("status") or {}).get("conditions"), conditions.QUEUES_RESOLVED)
-    if was_reported and changed_condition(body, conditions.QUEUES_RESOLVED, conditions.TRUE, REASON_RESOLVED):
-        post(body, reason=REASON_RESOLVED, message="All TaskQueues resolved")
+    post_queues_recovered(body)
     ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
     wanted = schedule.spec.replicas
     write_status(

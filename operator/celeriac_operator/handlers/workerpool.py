@@ -20,7 +20,14 @@ from celeriac_operator.builders import common
 from celeriac_operator.builders import workerpool as build
 from celeriac_operator.conditions import Condition
 from celeriac_operator.errors import Unresolved
-from celeriac_operator.handlers._common import changed_condition, kopf_errors, post, taskqueues, write_status
+from celeriac_operator.handlers._common import (
+    kopf_errors,
+    post,
+    post_queues_recovered,
+    report_problem,
+    taskqueues,
+    write_status,
+)
 from celeriac_operator.kube import Kube
 from celeriac_operator.models import WorkerPool
 from celeriac_operator.queues import REASON_RESOLVED, ResolvedQueues, resolve
@@ -49,7 +56,9 @@ def reconcile(kube: Kube, settings: Settings, body: Mapping[str, Any]) -> None:
     try:
         queues = resolve(pool.namespace, pool.spec.queues, taskqueues(kube, pool.namespace))
     except Unresolved as problem:
-        _unresolved(kube, pool, body, problem)
+        report_problem(kube, pool, body, reason=problem.reason, message=problem.message,
+                       condition_types=(conditions.QUEUES_RESOLVED, conditions.READY),
+                       fields={"observedGeneration": pool.generation})
         return
     deployment_name = build.deployment_name(pool)
     existing = kube.get("Deployment", pool.namespace, deployment_name)
@@ -96,20 +105,9 @@ def _template_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bo
     return bool(template(before) != template(after))
 
 
-def _unresolved(kube: Kube, pool: WorkerPool, body: Mapping[str, Any], problem: Unresolved) -> None:
-    if changed_condition(body, conditions.QUEUES_RESOLVED, conditions.FALSE, problem.reason):
-        post(body, reason=problem.reason, message=problem.message, warning=True)
-    write_status(kube, names.WORKERPOOL_KIND, pool.namespace, pool.name, generation=pool.generation,
-                 fields={"observedGeneration": pool.generation},
-                 updates=[Condition.of(conditions.QUEUES_RESOLVED, False, problem.reason, problem.message),
-                          Condition.of(conditions.READY, False, problem.reason, problem.message)])
-
-
 def _resolved(kube: Kube, pool: WorkerPool, body: Mapping[str, Any], queues: ResolvedQueues,
               deployment: Mapping[str, Any]) -> None:
-    was_reported = conditions.find((body.get("status") or {}).get("conditions"), conditions.QUEUES_RESOLVED)
-    if was_reported and changed_condition(body, conditions.QUEUES_RESOLVED, conditions.TRUE, REASON_RESOLVED):
-        post(body, reason=REASON_RESOLVED, message="All TaskQueues resolved")
+    post_queues_recovered(body)
     status = deployment.get("status") or {}
     wanted = int((deployment.get("spec") or {}).get("replicas") or 0)
     ready = int(status.get("readyReplicas") or 0)
