@@ -195,9 +195,13 @@ def build_task_message(
     return Message(header_map, properties, body, content_type, content_encoding)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TaskRequest:
-    """A decoded task message: everything the worker needs to run and account for it."""
+    """A decoded task message: everything the worker needs to run and account for it.
+
+    Read-only by convention, not frozen: one is built per message, and a frozen dataclass's
+    ``__init__`` (an ``object.__setattr__`` per field) cost 3 µs of the worker's ~15 µs decode.
+    """
 
     id: str
     task: str
@@ -302,7 +306,7 @@ def decode_task_message(message: Message, accept: set[str] | frozenset[str]) -> 
             size = len(payload) if isinstance(payload, (list, tuple)) else type(payload).__name__
             raise MalformedMessage(f"protocol v2 body must be [args, kwargs, embed], got {size}")
         args, kwargs, embed = payload
-        fields: dict[str, Any] = dict(headers)
+        fields: dict[str, Any] = headers  # only read
         protocol = 2
     else:
         if not isinstance(payload, dict):
