@@ -86,19 +86,25 @@ class WorkerState:
         for listener in listeners:
             listener(kind, fields)
 
+    def _listened(self) -> bool:
+        """Whether anyone listens, so that nobody builds event fields for nobody (a racy read,
+        as harmless as a listener added just after the event)."""
+        return bool(self._listeners)
+
     # -- task life ---------------------------------------------------------------------------
     def on_received(self, request_info: dict[str, Any]) -> None:
         """A task message was accepted; ``request_info`` as described in the module docstring."""
         info = _normalise_info(request_info, self.hostname)
         with self._lock:
             self._reserved[info["id"]] = info
-        self.metrics.received.labels(task=info["name"]).inc()
-        self._notify("task-received", {
-            "uuid": info["id"], "name": info["name"],
-            "args": info["argsrepr"], "kwargs": info["kwargsrepr"],
-            "root_id": info["root_id"], "parent_id": info["parent_id"],
-            "retries": info["retries"], "eta": info["eta"], "expires": info["expires"],
-        })
+        self.metrics.for_task(self.metrics.received, info["name"]).inc()
+        if self._listened():
+            self._notify("task-received", {
+                "uuid": info["id"], "name": info["name"],
+                "args": info["argsrepr"], "kwargs": info["kwargsrepr"],
+                "root_id": info["root_id"], "parent_id": info["parent_id"],
+                "retries": info["retries"], "eta": info["eta"], "expires": info["expires"],
+            })
 
     def on_started(self, task_id: str, pid: int) -> None:
         """Execution of ``task_id`` began in process ``pid``."""
@@ -109,12 +115,13 @@ class WorkerState:
             self._active[task_id] = info
             active = len(self._active)
         self.metrics.active.set(active)
-        self._notify("task-started", {"uuid": task_id, "pid": pid})
+        if self._listened():
+            self._notify("task-started", {"uuid": task_id, "pid": pid})
 
     def on_retried(self, task_id: str, task_name: str, *, exception_repr: str = "",
                    traceback: str = "") -> None:
         """Execution of ``task_id`` asked for a retry (counted here, not in :meth:`on_finished`)."""
-        self.metrics.retried.labels(task=task_name).inc()
+        self.metrics.for_task(self.metrics.retried, task_name).inc()
         self._notify("task-retried", {"uuid": task_id, "exception": exception_repr, "traceback": traceback})
 
     def on_finished(
@@ -141,17 +148,21 @@ class WorkerState:
                 return
             self._processed += 1
             active = len(self._active)
-        self.metrics.active.set(active)
+        metrics = self.metrics
+        metrics.active.set(active)
         if state != _REVOKED:
-            self.metrics.runtime.labels(task=task_name).observe(runtime_s)
+            metrics.for_task(metrics.runtime, task_name).observe(runtime_s)
+        listened = self._listened()
         if state == _SUCCESS:
-            self.metrics.succeeded.labels(task=task_name).inc()
-            self._notify("task-succeeded", {"uuid": task_id, "result": result_repr, "runtime": runtime_s})
+            metrics.for_task(metrics.succeeded, task_name).inc()
+            if listened:
+                self._notify("task-succeeded", {"uuid": task_id, "result": result_repr, "runtime": runtime_s})
         elif state == _FAILURE:
-            self.metrics.failed.labels(task=task_name).inc()
-            self._notify("task-failed",
-                         {"uuid": task_id, "exception": exception_repr, "traceback": traceback})
-        elif state == _REVOKED:
+            metrics.for_task(metrics.failed, task_name).inc()
+            if listened:
+                self._notify("task-failed",
+                             {"uuid": task_id, "exception": exception_repr, "traceback": traceback})
+        elif state == _REVOKED and listened:
             self._notify("task-revoked", {"uuid": task_id, "terminated": revoke_reason == "terminated",
                                           "signum": None, "expired": revoke_reason == "expired"})
 
