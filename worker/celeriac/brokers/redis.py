@@ -216,9 +216,27 @@ class RedisBroker(Broker):
             return
         with self._errors("acking"):
             pipe = self.client.pipeline(transaction=True)
-            pipe.zrem(self.unacked_index_key, *tags)
-            pipe.hdel(self.unacked_key, *tags)
+            self.queue_ack(pipe, tags)
             pipe.execute()
+
+    def queue_ack(self, pipe: Any, tags: list[str]) -> None:
+        """Add the ack of ``tags`` to ``pipe`` (two commands: ``ZREM`` the index, ``HDEL`` the entries).
+
+        Outside a MULTI the two may be split by a lost connection; either half alone is harmless:
+        an index entry without its hash entry is dropped by the sweep, and a hash entry without
+        its index entry is never restored (the message was acked).
+        """
+        pipe.zrem(self.unacked_index_key, *tags)
+        pipe.hdel(self.unacked_key, *tags)
+
+    def shares_server(self, client: Any) -> bool:
+        """``client`` (a redis-py client) talks to this broker's Redis server and database, so
+        one pipeline of it can carry our acks along with other writes (one round trip)."""
+        mine, theirs = self.client.connection_pool, getattr(client, "connection_pool", None)
+        if theirs is None or mine.connection_class is not theirs.connection_class:
+            return False
+        fields = ("host", "port", "path", "db", "username", "password")
+        return all(mine.connection_kwargs.get(f) == theirs.connection_kwargs.get(f) for f in fields)
 
     def extend_visibility(self, deliveries: Iterable[Delivery]) -> None:
         """Refresh the ``unacked_index`` score of deliveries still held, so no sweep restores them.

@@ -6,7 +6,9 @@ load the batches grow by themselves (while one ack round trip is in flight the n
 acks accumulate), and the engine never waits on the network.
 
 Deferred task outcomes (:attr:`~.jobs.JobResult.outcome`) are applied first, all their
-result writes in one pipeline, so a late ack never precedes its result.
+result writes in one pipeline, so a late ack never precedes its result. When the broker and
+the result backend are the same Redis server and database, the batch's acks ride at the end
+of that pipeline: one round trip for results and acks.
 
 A write that fails for a lost connection is kept and retried after a short pause; the
 ``unacked`` entry in Redis (or the AMQP channel) keeps the message safe meanwhile.
@@ -54,6 +56,7 @@ class BrokerWriter:
         self.broker = broker
         self.app = app
         self._pending = Writes()
+        self._acks_with_results: bool | None = None
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -97,7 +100,8 @@ class BrokerWriter:
     def _send(self, batch: Writes) -> Writes:
         """Send ``batch``; return what could not be sent (connection lost)."""
         if batch.results:
-            self._apply(batch.results)
+            if self._apply(batch.results, batch.acks if self._share_pipeline() else []):
+                batch.acks = []
             batch.results = []
         try:
             if batch.acks:
@@ -119,11 +123,19 @@ class BrokerWriter:
             log.exception("broker write failed; retrying")
         return batch
 
-    def _apply(self, results: list[tuple[Job, JobResult]]) -> None:
-        """Apply outcomes with every result write in one pipeline (one round trip for the batch).
+    def _share_pipeline(self) -> bool:
+        if self._acks_with_results is None:
+            shares = getattr(self.broker, "shares_server", None)
+            client = getattr(self.app.backend, "client", None)
+            self._acks_with_results = bool(shares is not None and client is not None and shares(client))
+        return self._acks_with_results
 
-        Not retried: follow-ups are published as each outcome is applied, and a retry would
-        publish them twice. A failure is logged with the task ids whose results are missing.
+    def _apply(self, results: list[tuple[Job, JobResult]], acks: list[Delivery]) -> bool:
+        """Apply outcomes with every result write, then ``acks``, in one pipeline (one round trip).
+
+        Results are not retried: follow-ups are published as each outcome is applied, and a
+        retry would publish them twice; a failure is logged with the task ids whose results are
+        missing. Returns True when ``acks`` were sent (else the caller sends them on its own).
         """
         pipe = self.app.backend.client.pipeline(transaction=False)
         for job, result in results:
@@ -131,8 +143,16 @@ class BrokerWriter:
                 apply_result(self.app, job, result, pipe)
             except Exception:
                 log.exception("applying the outcome of %s[%s] failed", job.request.task, job.task_id)
+        tags = [d.delivery_tag for d in acks]
+        if tags:
+            self.broker.queue_ack(pipe, tags)  # type: ignore[attr-defined]  # a RedisBroker (shares_server)
         try:
-            pipe.execute()
+            replies = pipe.execute(raise_on_error=False)
         except Exception as exc:
-            ids = ", ".join(job.task_id for job, _ in results)
-            log.error("could not store results of %s: %s", ids, exc)
+            log.error("could not store results of %s: %s", ", ".join(job.task_id for job, _ in results), exc)
+            return False
+        ack_replies = replies[len(replies) - 2:] if tags else []
+        failed = [r for r in replies[: len(replies) - len(ack_replies)] if isinstance(r, Exception)]
+        if failed:
+            log.error("could not store results of %s: %s", ", ".join(job.task_id for job, _ in results), failed[0])
+        return bool(tags) and not any(isinstance(r, Exception) for r in ack_replies)
