@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -31,7 +32,7 @@ from celeriac.exceptions import (
 from celeriac.protocol import SCHEDULED_HEADER, TaskRequest, decode_task_message
 from celeriac.worker.jobs import Job, JobResult
 from celeriac.worker.options import WorkerOptions
-from celeriac.worker.pool import Pool, ThreadPool
+from celeriac.worker.pool import Pool, SoloPool, ThreadPool
 from celeriac.worker.ratelimit import TokenBucket, parse_rate
 from celeriac.worker.state import WorkerState
 from celeriac.worker.timers import Timers
@@ -66,7 +67,7 @@ class Held:
 class Dispatcher:
     def __init__(
         self, app: Any, broker: Broker, *, state: WorkerState, pool: Pool, timers: Timers,
-        options: WorkerOptions,
+        options: WorkerOptions, stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
         self.app = app
         self.broker = broker
@@ -74,6 +75,8 @@ class Dispatcher:
         self.pool = pool
         self.timers = timers
         self.options = options
+        self.stop_requested = stop_requested
+        """True once a shutdown was asked for: a ``solo`` run of ready tasks stops there."""
         self._held: dict[Held, None] = {}  # insertion-ordered: arrival order
         self._ready: deque[Held] = deque()
         self._running: dict[str, Held] = {}
@@ -162,6 +165,10 @@ class Dispatcher:
 
     # -- starting --------------------------------------------------------------------------------
 
+    def runnable(self) -> bool:
+        """Something is ready and a slot is free (only after a ``solo`` run paused for events)."""
+        return bool(self._ready) and self.pool.free_slots() > 0
+
     def run_ready(self) -> None:
         while self._ready and self.pool.free_slots() > 0:
             held = self._ready.popleft()
@@ -178,8 +185,16 @@ class Dispatcher:
                 wait_s = self._rate_wait(held)
                 if wait_s > 0:
                     self.timers.add(wait_s, ("rate", held))
-                else:
-                    self._start(held)
+                elif not self._start(held):  # prefork: a hard-limited task waits for an idle process
+                    bucket = self._buckets.get(request.task)
+                    if bucket is not None and not self.app.conf.worker_disable_rate_limits:
+                        bucket.give_back()
+                    self._ready.appendleft(held)
+                    return
+                elif isinstance(self.pool, SoloPool) and held.job is not None:
+                    self._run_inline(self.pool, held.job)
+                    if self.stop_requested():
+                        return
 
     def _already_succeeded(self, request: TaskRequest) -> bool:
         """A scheduled message (deterministic id) whose id is SUCCESS already: a failover duplicate.
@@ -213,12 +228,15 @@ class Dispatcher:
         bucket = self._buckets[name]
         return bucket.take() if bucket is not None else 0.0
 
-    def _start(self, held: Held) -> None:
+    def _start(self, held: Held) -> bool:
+        """Hand ``held`` to the pool; False if the pool cannot start it now."""
         request, task = held.request, held.task
         hard = request.time_limit or task.option("time_limit", "task_time_limit")
         soft = request.soft_time_limit or task.option("soft_time_limit", "task_soft_time_limit")
         job = Job(request, held.delivery_info, self.options.hostname, soft, hard)
         pid = self.pool.submit(job)
+        if pid is None:
+            return False
         held.job = job
         held.status = "running"
         held.started_s = time.monotonic()
@@ -230,6 +248,12 @@ class Dispatcher:
             self.timers.add(float(hard), ("hard", held))
         if soft and isinstance(self.pool, ThreadPool):
             self.timers.add(float(soft), ("soft", held))
+        return True
+
+    def _run_inline(self, pool: SoloPool, job: Job) -> None:
+        """``solo``: run the job on this thread; its early ack leaves first, as from any other pool."""
+        self.flush()
+        self.on_done(job, pool.run(job))
 
     def on_timer(self, payload: Any) -> None:
         kind, held = payload
@@ -272,11 +296,15 @@ class Dispatcher:
         else:
             self._settle(held, self._writes.acks)
 
-    def on_lost(self, job: Job, exitcode: int | None, shutting_down: bool) -> None:
+    def on_lost(self, job: Job, exitcode: int | None, shutting_down: bool, started: bool = True) -> None:
         held = self._running.pop(job.task_id, None)
         if held is None:
             return
         request, runtime_s = held.request, time.monotonic() - held.started_s
+        if not started:
+            log.info("requeueing %s[%s]: its pool process exited before starting it", request.task, request.id)
+            self._settle(held, self._writes.republishes if held.acked else self._writes.requeues)
+            return
         if held.kill_reason == "time-limit":
             limit = job.hard_time_limit_s
             self._store(request, TimeLimitExceeded(limit), states.FAILURE)

@@ -1,8 +1,10 @@
 """The worker engine: one loop on the main thread that owns every held message.
 
 Threads around it only post events into one :class:`queue.SimpleQueue` (reentrant, so
-signal handlers may post too): the consumer posts fetched batches, pools post finished
-or lost jobs, remote control posts terminate requests. The loop handles them, fires due
+signal handlers may post too), plus a byte on a wake-up pipe when the loop sleeps: the
+consumer posts fetched batches, thread pools post finished jobs, remote control posts
+terminate requests. The loop sleeps in ``select`` on that pipe and on the prefork
+children's pipes, so a child's reply is read right here, with no thread in between. The loop handles them, fires due
 timers (ETAs, rate-limit waits, time limits, visibility refresh and sweep), hands ready
 tasks to free pool slots and flushes acks in one batch per iteration.
 
@@ -14,11 +16,12 @@ Warm shutdown requeues whatever is held but not running at once, waits up to
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import select
 import signal
-from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -26,12 +29,11 @@ from celeriac.brokers import BrokerConnectionError, connect
 from celeriac.worker.consumer import Consumer, Fetched, QueuesIdle
 from celeriac.worker.dispatch import Dispatcher
 from celeriac.worker.options import WorkerOptions
-from celeriac.worker.pool import JobDone, JobLost, Pool, ThreadPool
+from celeriac.worker.pool import JobDone, JobLost, Pool, ShutdownInterrupt, SoloPool, ThreadPool
 from celeriac.worker.prefork import PreforkPool
 from celeriac.worker.services import Services
 from celeriac.worker.state import WorkerState
 from celeriac.worker.timers import Timers
-from celeriac.worker.writer import Writes
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,14 @@ class Worker:
         self.fetch_batch_min = max(1, self.prefetch_limit // 2)
         """Under load, fetch only once this much of the window is free (see :meth:`_room`)."""
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sleeping = False
         self.timers = Timers()
         self.pool = self._make_pool()
         self.dispatch = Dispatcher(app, self.broker, state=self.state, pool=self.pool, timers=self.timers,
-                                   options=self.options)
+                                   options=self.options, stop_requested=self._stop_requested)
         self.consumer = Consumer(
             self.broker, self.queues, room=self._room, post=self._post_batch,
             on_ready=self.state.set_consumer_ready, fetch_timeout_s=self.options.fetch_timeout_s,
@@ -80,31 +86,37 @@ class Worker:
         self._warm = False
         self._cold = False
         self._idle_seen = False
+        self._stop_signals = 0
+        self._stop_asked = False
         self.services: Services | None = None
 
     def _make_pool(self) -> Pool:
         if self.options.pool == "prefork":
-            return PreforkPool(self.app, self.options.concurrency, self._on_pool_event,
-                               self.options.max_tasks_per_child)
-        return ThreadPool(self.app, self.options.concurrency, self._on_pool_event)
+            return PreforkPool(self.app, self.options.concurrency, self._post, self.options.max_tasks_per_child)
+        if self.options.pool == "solo":
+            return SoloPool(self.app, self.state.tick)
+        return ThreadPool(self.app, self.options.concurrency, self._post)
 
-    def _on_pool_event(self, event: Any) -> None:
-        """Pool threads: hand a finished task's outcome straight to the writer (its result write
-        should not wait for the engine loop), then let the engine do the bookkeeping."""
-        if isinstance(event, JobDone) and event.result.outcome is not None:
-            self.dispatch.writer.submit(Writes(results=[(event.job, event.result)]))
-            event = JobDone(event.job, replace(event.result, outcome=None))
+    def _post(self, event: Any) -> None:
+        """Hand ``event`` to the loop; any thread, also signal handlers. The wake-up byte is written
+        only while the loop sleeps (a full pipe holds enough of them already)."""
         self._events.put(event)
+        if self._sleeping:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"\0")
 
     # -- entry points --------------------------------------------------------------------------
 
     def request_shutdown(self, cold: bool = False) -> None:
         """Ask ``run()`` to stop: warm (finish running tasks first) or cold. Safe from signal handlers."""
-        self._events.put(_Shutdown(cold))
+        self._stop_asked = True
+        self._post(_Shutdown(cold))
+        if isinstance(self.pool, SoloPool):  # the loop is inside the task: the pool's watcher interrupts it
+            self.pool.interrupt_after(0.0 if cold else self.options.shutdown_timeout_s)
 
     def terminate(self, task_ids: list[str], signal_name: str = "SIGTERM") -> None:
         """Kill the executions of running ``task_ids`` (``revoke --terminate``); thread-safe."""
-        self._events.put(_Terminate(list(task_ids), signal_name))
+        self._post(_Terminate(list(task_ids), signal_name))
 
     def run(self) -> int:
         """Run until shut down; returns the process exit code (0 after a clean shutdown)."""
@@ -167,19 +179,51 @@ class Worker:
                 event = self._poll_event()
             self.timers.fire_due(self._on_timer)
             if not self._warm:
-                self.dispatch.run_ready()
+                self._run_ready()
             self.dispatch.flush()
             self.state.set_prefetched(self.dispatch.waiting_count())
             self.consumer.room_changed()
             if self._finished():
                 return
 
-    def _next_event(self) -> Any:
-        timeout_s = min(1.0, max(0.0, self.timers.seconds_to_next()))
+    def _run_ready(self) -> None:
         try:
-            return self._events.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+            self.dispatch.run_ready()
+        except ShutdownInterrupt:  # solo: a cold shutdown stopped the task running on this thread
+            log.warning("cold shutdown: the running task was interrupted and will be requeued")
+            self._cold = True
+
+    def _stop_requested(self) -> bool:
+        return self._stop_asked
+
+    def _next_event(self) -> Any:
+        """The next event; sleeps (until a post, a pool pipe or the next timer) only when idle."""
+        event = self._poll_event()
+        if event is not None or self.dispatch.runnable():
+            return event
+        timeout_s = min(1.0, max(0.0, self.timers.seconds_to_next()))
+        pool_fds = self.pool.fds()
+        self._sleeping = True
+        try:
+            event = self._poll_event()  # posted before the flag was up: it wrote no wake-up byte
+            if event is not None:
+                return event
+            readable, _, _ = select.select([self._wake_r, *pool_fds], [], [], timeout_s)
+        finally:
+            self._sleeping = False
+        for fd in readable:
+            if fd == self._wake_r:
+                self._drain_wake_pipe()
+            else:
+                self.pool.on_readable(fd)
+        return self._poll_event()
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _poll_event(self) -> Any:
         try:
@@ -197,7 +241,7 @@ class Worker:
         elif isinstance(event, JobDone):
             self.dispatch.on_done(event.job, event.result)
         elif isinstance(event, JobLost):
-            self.dispatch.on_lost(event.job, event.exitcode, shutting_down=self._warm)
+            self.dispatch.on_lost(event.job, event.exitcode, shutting_down=self._warm, started=event.started)
         elif isinstance(event, _Terminate):
             self.dispatch.terminate(event.task_ids, event.signal_name)
         elif isinstance(event, _Shutdown):
@@ -267,16 +311,17 @@ class Worker:
     def _post_batch(self, event: Any) -> None:
         if isinstance(event, Fetched):
             self.dispatch.reserve(len(event.deliveries))
-        self._events.put(event)
+        self._post(event)
 
     # -- shutdown ------------------------------------------------------------------------------
 
     def _install_signals(self) -> None:
         def warm_or_cold(signum: int, frame: FrameType | None) -> None:
-            self._events.put(_Shutdown(cold=self._warm))
+            self._stop_signals += 1
+            self._on_stop_signal(cold=self._warm or self._stop_signals > 1)
 
         def cold(signum: int, frame: FrameType | None) -> None:
-            self._events.put(_Shutdown(cold=True))
+            self._on_stop_signal(cold=True)
 
         try:
             signal.signal(signal.SIGTERM, warm_or_cold)
@@ -284,6 +329,13 @@ class Worker:
             signal.signal(signal.SIGQUIT, cold)
         except ValueError:  # not the main thread (embedded in tests): request_shutdown() still works
             log.debug("signal handlers not installed: run() is not on the main thread")
+
+    def _on_stop_signal(self, cold: bool) -> None:
+        """A signal handler, on the main thread: with ``solo`` that may be inside a task, which
+        a cold shutdown stops at once (also out of a blocking call such as ``time.sleep``)."""
+        self.request_shutdown(cold)
+        if cold and isinstance(self.pool, SoloPool) and self.pool.running_here():
+            raise ShutdownInterrupt()
 
     def _begin_shutdown(self, cold: bool) -> None:
         if not self._warm:
@@ -319,6 +371,8 @@ class Worker:
         if self.services is not None:
             self.services.stop()
         self.broker.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         log.info("worker %s stopped (pid %d)", self.hostname, os.getpid())
 
 

@@ -1,9 +1,12 @@
-"""Execution pools. Each one runs :class:`~.jobs.Job` objects and reports back by calling
-``post(event)`` with a :class:`JobDone` or a :class:`JobLost`, from its own thread; the
-engine turns those into acks, state updates and result writes on its loop.
+"""Execution pools. ``threads`` and ``prefork`` (in :mod:`.prefork`) run :class:`~.jobs.Job`
+objects elsewhere and report back by calling ``post(event)`` with a :class:`JobDone` or a
+:class:`JobLost` from their own thread; the engine turns those into acks, state updates and
+result writes on its loop.
 
-``threads`` and ``solo`` live here (``solo`` is one thread, so the engine's loop stays
-responsive while a task runs); ``prefork`` lives in :mod:`.prefork`.
+``solo`` (:class:`SoloPool`) runs each job on the engine's own thread, as Celery's solo pool
+runs tasks in its consumer loop: no hand-off between threads per message, which is what
+limits a one-task-at-a-time worker. A small watcher thread keeps what a blocked loop would
+otherwise miss: the liveness tick, soft time limits and the shutdown deadline.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +38,8 @@ class JobLost:
 
     job: Job
     exitcode: int | None
+    started: bool = True
+    """False for a job that was still waiting in the process's pipe: it goes back to its queue."""
 
 
 PoolEvent = JobDone | JobLost
@@ -45,8 +51,9 @@ class Pool(Protocol):
 
     def free_slots(self) -> int: ...
 
-    def submit(self, job: Job) -> int:
-        """Start ``job`` on a free slot; returns the pid (or thread id) that runs it."""
+    def submit(self, job: Job) -> int | None:
+        """Start ``job`` on a free slot; returns the pid that runs it, or None if this job cannot
+        start now (it stays ready, and is offered again once a slot frees)."""
 
     def soft_limit(self, task_id: str) -> None:
         """Raise SoftTimeLimitExceeded in a running task (pools that cannot do it in-process)."""
@@ -56,6 +63,12 @@ class Pool(Protocol):
 
     def stop(self, kill: bool) -> None:
         """Stop the pool; with ``kill`` running tasks are killed (their jobs reported lost)."""
+
+    def fds(self) -> list[int]:
+        """File descriptors the engine waits on along with its events (prefork: the children's pipes)."""
+
+    def on_readable(self, fd: int) -> None:
+        """One of :meth:`fds` is readable: read it (and post what it says) on the engine's thread."""
 
 
 class ThreadPool:
@@ -115,9 +128,125 @@ class ThreadPool:
         log.warning("pool %s cannot kill task %s: threads cannot be killed", "threads", task_id)
         return False
 
+    def fds(self) -> list[int]:
+        return []
+
+    def on_readable(self, fd: int) -> None:
+        """Never called: threads post their own events."""
+
     def stop(self, kill: bool) -> None:
         for _ in self._threads:
             self._jobs.put(None)
         if not kill:
             for thread in self._threads:
                 thread.join()
+
+
+class ShutdownInterrupt(SystemExit):
+    """Raised inside a task running on the engine's thread (``solo``) by a cold shutdown: the
+    task stops, and the engine's shutdown requeues its message as it does for killed tasks."""
+
+
+SOLO_TICK_S = 1.0
+"""While a ``solo`` task runs, the watcher ticks the liveness record this often (seconds)."""
+
+
+class SoloPool:
+    """One slot, run on the caller's (the engine's) thread by :meth:`run`; never reports through ``post``.
+
+    The dispatcher calls :meth:`submit` (bookkeeping only) and then :meth:`run`. While a job runs
+    the watcher thread ticks ``tick`` (a long task is not a wedged loop), raises
+    SoftTimeLimitExceeded at the job's soft limit, and, once :meth:`interrupt_after` armed a
+    deadline, raises :class:`ShutdownInterrupt`. Both arrive at the task's next Python bytecode
+    (not inside a blocking C call), as on ``threads``; hard limits and ``--terminate`` are not
+    enforced.
+    """
+
+    def __init__(self, app: Any, tick: Callable[[], None]) -> None:
+        self.app = app
+        self.tick = tick
+        self._cond = threading.Condition()
+        self._job: Job | None = None
+        self._ident = 0
+        self._soft_at = 0.0
+        self._interrupt_at = 0.0
+        self._stopping = False
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._watcher = threading.Thread(target=self._watch, name="celeriac-solo-watch", daemon=True)
+        self._watcher.start()
+
+    def free_slots(self) -> int:
+        return 1
+
+    def submit(self, job: Job) -> int:
+        return os.getpid()
+
+    def run(self, job: Job) -> JobResult:
+        """Execute ``job`` here and now; its outcome is left for the engine to apply."""
+        soft_s = job.soft_time_limit_s
+        with self._cond:
+            self._job, self._ident = job, threading.get_ident()
+            self._soft_at = time.monotonic() + soft_s if soft_s else 0.0
+            if soft_s:  # the watcher sleeps a whole tick otherwise: wake it to time this limit
+                self._cond.notify()
+        result: JobResult | None = None
+        try:
+            try:
+                result = execute_job(self.app, job, defer_apply=True)
+            finally:
+                with self._cond:
+                    self._job = None
+        except SoftTimeLimitExceeded:  # the limit struck as the task returned: its result stands
+            if result is None:
+                result = JobResult(job.task_id, job.request.task, "FAILURE", 0.0)
+        return result
+
+    def running_here(self) -> bool:
+        """A job is running on the calling thread (a signal handler interrupted it)."""
+        return self._job is not None and self._ident == threading.get_ident()
+
+    def interrupt_after(self, seconds: float) -> None:
+        """Cold shutdown in ``seconds`` (0: now): raise :class:`ShutdownInterrupt` in the running task."""
+        with self._cond:
+            self._interrupt_at = time.monotonic() + seconds
+            self._cond.notify()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                wait_s = SOLO_TICK_S
+                if self._job is not None:
+                    self.tick()
+                    if self._soft_at and now >= self._soft_at:
+                        self._soft_at = 0.0
+                        raise_in_thread(self._ident, SoftTimeLimitExceeded)
+                    if self._interrupt_at and now >= self._interrupt_at:
+                        self._interrupt_at = 0.0
+                        raise_in_thread(self._ident, ShutdownInterrupt)
+                for at in (self._soft_at, self._interrupt_at):
+                    if at:
+                        wait_s = min(wait_s, max(0.0, at - now))
+                self._cond.wait(wait_s)
+
+    def soft_limit(self, task_id: str) -> None:
+        """Nothing to do: the watcher times soft limits itself."""
+
+    def kill(self, task_id: str, signum: int) -> bool:
+        log.warning("pool %s cannot kill task %s: it runs on the worker's own thread", "solo", task_id)
+        return False
+
+    def fds(self) -> list[int]:
+        return []
+
+    def on_readable(self, fd: int) -> None:
+        """Never called: jobs run on the engine's thread."""
+
+    def stop(self, kill: bool) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._watcher is not None:
+            self._watcher.join()

@@ -1,13 +1,22 @@
-"""The prefork pool: N forked child processes, one job at a time each.
+"""The prefork pool: N forked child processes, each running one job at a time.
+
+Each child also holds up to :data:`LOOKAHEAD` more jobs in its pipe, which it starts as soon
+as the current one returns instead of idling until the parent has read the reply and sent
+another: with short tasks that wait, not the task, is what bounds a child's rate. Only jobs
+without a hard time limit wait like this, and never behind one with a hard limit, so a
+limit's timer (armed when the job is sent) always times the job it belongs to. An idle child
+is always chosen before a busy one.
 
 Parent and child talk over a socket pair (``multiprocessing.connection``): the parent
 sends a pickled :class:`~.jobs.Job`, the child sends back ``(JobResult, retiring)`` whose
 result carries the task's outcome for the engine to apply (so result writes of all children
 are batched), unless the outcome cannot be pickled, in which case the child applies it;
 ``retiring`` tells the parent not to send it another job (``max_tasks_per_child``).
-A child that exits (killed by a hard time limit or ``revoke --terminate``, crashed, or
-retiring after ``max_tasks_per_child``) closes its end; the reader thread sees EOF, reaps
-it, reports the job it held as :class:`~.pool.JobLost` and forks a replacement.
+The engine's loop waits on the children's ends itself (:meth:`PreforkPool.fds`) and calls
+:meth:`PreforkPool.on_readable`, so a reply reaches the engine without passing through
+another thread. A child that exits (killed by a hard time limit or ``revoke --terminate``,
+crashed, or retiring after ``max_tasks_per_child``) closes its end; the engine sees EOF, the
+pool reaps it, reports the job it held as :class:`~.pool.JobLost` and forks a replacement.
 
 Children ignore SIGINT (a terminal's Ctrl-C is the parent's business), keep SIGTERM's
 default (so ``revoke --terminate`` kills them) and exit when the parent's end closes.
@@ -22,7 +31,8 @@ import os
 import pickle
 import signal
 import threading
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Any
 
@@ -32,13 +42,28 @@ from celeriac.worker.pool import JobDone, JobLost, Post
 log = logging.getLogger(__name__)
 
 
+LOOKAHEAD = 1
+"""Jobs a busy child may hold besides the one it runs."""
+
+
 @dataclass
 class _Child:
     pid: int
     conn: Connection
-    job: Job | None = None
+    jobs: deque[Job] = field(default_factory=deque)
+    """Sent and not yet answered, in order: ``jobs[0]`` runs, the rest wait in the pipe."""
+    sent: int = 0
     retiring: bool = False
     """The child said it exits after its last result (``max_tasks_per_child``): give it no job."""
+
+    def room(self, max_tasks: int | None) -> int:
+        """Jobs this child can take now (never more than it will run before retiring)."""
+        if self.retiring:
+            return 0
+        room = 1 + LOOKAHEAD - len(self.jobs)
+        if self.jobs and self.jobs[-1].hard_time_limit_s:
+            room = 0
+        return max(0, min(room, max_tasks - self.sent) if max_tasks else room)
 
 
 class PreforkPool:
@@ -52,8 +77,6 @@ class PreforkPool:
         self._children: list[_Child] = []
         self._lock = threading.Lock()
         self._stopping = False
-        self._wake_r, self._wake_w = Pipe(duplex=False)
-        self._reader: threading.Thread | None = None
 
     # -- parent side ------------------------------------------------------------------------
 
@@ -61,8 +84,6 @@ class PreforkPool:
         with self._lock:
             for _ in range(self.size):
                 self._children.append(self._fork())
-        self._reader = threading.Thread(target=self._read, name="celeriac-prefork", daemon=True)
-        self._reader.start()
 
     def _fork(self) -> _Child:
         parent_end, child_end = Pipe(duplex=True)
@@ -71,8 +92,6 @@ class PreforkPool:
             parent_end.close()
             for other in self._children:
                 other.conn.close()
-            self._wake_r.close()
-            self._wake_w.close()
             code = 0
             try:
                 _child_main(self.app, child_end, self.max_tasks_per_child)
@@ -85,12 +104,19 @@ class PreforkPool:
 
     def free_slots(self) -> int:
         with self._lock:
-            return sum(1 for child in self._children if child.job is None and not child.retiring)
+            return sum(child.room(self.max_tasks_per_child) for child in self._children)
 
-    def submit(self, job: Job) -> int:
+    def submit(self, job: Job) -> int | None:
+        """Send ``job`` to the least busy child that can take it; None if none can now (a job with a
+        hard time limit waits for an idle child)."""
         with self._lock:
-            child = next(c for c in self._children if c.job is None and not c.retiring)
-            child.job = job
+            candidates = [c for c in self._children if c.room(self.max_tasks_per_child) > 0
+                          and not (job.hard_time_limit_s and c.jobs)]
+            if not candidates:
+                return None
+            child = min(candidates, key=lambda c: len(c.jobs))
+            child.jobs.append(job)
+            child.sent += 1
         child.conn.send(job)
         return child.pid
 
@@ -99,8 +125,8 @@ class PreforkPool:
 
     def kill(self, task_id: str, signum: int) -> bool:
         with self._lock:
-            child = next((c for c in self._children if c.job is not None and c.job.task_id == task_id), None)
-        if child is None:
+            child = next((c for c in self._children if c.jobs and c.jobs[0].task_id == task_id), None)
+        if child is None:  # not running (a job waiting in a child's pipe cannot be singled out)
             return False
         try:
             os.kill(child.pid, signum)
@@ -109,35 +135,37 @@ class PreforkPool:
         return True
 
     def stop(self, kill: bool) -> None:
-        """Close every child's pipe (idle children exit); with ``kill``, SIGKILL busy ones too."""
+        """Wait for busy children (with ``kill``, SIGKILL them first), reporting their jobs, then
+        close every child's pipe (idle children exit) and reap them."""
         with self._lock:
             self._stopping = True
             children = list(self._children)
         for child in children:
-            if kill and child.job is not None:
+            if kill and child.jobs:
                 _signal(child.pid, signal.SIGKILL)
-        self._wake_w.send(b"stop")
-        if self._reader is not None:
-            self._reader.join()
+        while True:
+            with self._lock:
+                busy = {c.conn.fileno(): c for c in self._children if c.jobs}
+            if not busy:
+                break
+            for ready in wait([c.conn for c in busy.values()], timeout=1.0):
+                assert isinstance(ready, Connection)
+                self.on_readable(ready.fileno())
         for child in children:
             child.conn.close()
             _reap(child.pid)
 
-    def _read(self) -> None:
-        while True:
-            with self._lock:
-                stopping = self._stopping
-                conns = {c.conn: c for c in self._children}
-                busy = any(c.job is not None for c in self._children)
-            if stopping and not busy:
-                return
-            ready = wait([*conns, self._wake_r], timeout=1.0)
-            for conn in ready:
-                if conn is self._wake_r:
-                    self._wake_r.recv()
-                    continue
-                assert isinstance(conn, Connection)
-                self._on_readable(conns[conn])
+    def fds(self) -> list[int]:
+        """The children's pipe ends, for the engine to wait on."""
+        with self._lock:
+            return [c.conn.fileno() for c in self._children]
+
+    def on_readable(self, fd: int) -> None:
+        """The engine saw ``fd`` readable: take the child's reply, or handle its exit (EOF)."""
+        with self._lock:
+            child = next((c for c in self._children if c.conn.fileno() == fd), None)
+        if child is not None:
+            self._on_readable(child)
 
     def _on_readable(self, child: _Child) -> None:
         try:
@@ -146,7 +174,7 @@ class PreforkPool:
             self._on_exit(child)
             return
         with self._lock:
-            job, child.job = child.job, None
+            job = child.jobs.popleft() if child.jobs else None
             child.retiring = retiring
         if job is not None:
             self.post(JobDone(job, result))
@@ -156,12 +184,14 @@ class PreforkPool:
         child.conn.close()
         with self._lock:
             self._children.remove(child)
-            job = child.job
+            jobs = list(child.jobs)
             if not self._stopping:
                 self._children.append(self._fork())
-        if job is not None:
-            log.warning("pool process %d exited (code %s) while running %s", child.pid, exitcode, job.task_id)
-            self.post(JobLost(job, exitcode))
+        if jobs:
+            log.warning("pool process %d exited (code %s) while running %s", child.pid, exitcode, jobs[0].task_id)
+            self.post(JobLost(jobs[0], exitcode))
+        for waiting in jobs[1:]:  # never started: they go back to their queue, not to FAILURE
+            self.post(JobLost(waiting, exitcode, started=False))
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -57,3 +57,7 @@ class TokenBucket:
             self._tokens -= 1.0
             return 0.0
         return (1.0 - self._tokens) / self.rate_per_s
+
+    def give_back(self) -> None:
+        """Return a token taken by :meth:`take` for a task that could not start after all."""
+        self._tokens = min(self.capacity, self._tokens + 1.0)
