@@ -27,7 +27,7 @@ from typing import Any
 
 from celeriac.brokers import BrokerConnectionError, connect
 from celeriac.worker.consumer import Consumer, Fetched, QueuesIdle
-from celeriac.worker.dispatch import Dispatcher
+from celeriac.worker.dispatch import FLUSH_BATCH, Dispatcher
 from celeriac.worker.options import WorkerOptions
 from celeriac.worker.pool import JobDone, JobLost, Pool, ShutdownInterrupt, SoloPool, ThreadPool
 from celeriac.worker.prefork import PreforkPool
@@ -94,7 +94,7 @@ class Worker:
         if self.options.pool == "prefork":
             return PreforkPool(self.app, self.options.concurrency, self._post, self.options.max_tasks_per_child)
         if self.options.pool == "solo":
-            return SoloPool(self.app, self.state.tick)
+            return SoloPool(self.app, self._while_solo_runs)
         return ThreadPool(self.app, self.options.concurrency, self._post)
 
     def _post(self, event: Any) -> None:
@@ -180,11 +180,19 @@ class Worker:
             self.timers.fire_due(self._on_timer)
             if not self._warm:
                 self._run_ready()
-            self.dispatch.flush()
+            self.dispatch.flush(at_least=FLUSH_BATCH)
             self.state.set_prefetched(self.dispatch.waiting_count())
-            self.consumer.room_changed()
+            if self._room() > 0:
+                self.consumer.room_changed()
             if self._finished():
+                self.dispatch.flush()
                 return
+
+    def _while_solo_runs(self) -> None:
+        """The solo watcher, every second while a task runs on this loop's thread: the loop is
+        alive, and the acks it holds (an early ack, earlier batches) must not wait for the task."""
+        self.state.tick()
+        self.dispatch.flush()
 
     def _run_ready(self) -> None:
         try:
@@ -197,12 +205,16 @@ class Worker:
         return self._stop_asked
 
     def _next_event(self) -> Any:
-        """The next event; sleeps (until a post, a pool pipe or the next timer) only when idle."""
+        """The next event; sleeps (until a post, a pool pipe or the next timer) only when idle,
+        and hands the collected broker writes to the writer before it does."""
         event = self._poll_event()
         if event is not None or self.dispatch.runnable():
             return event
-        timeout_s = min(1.0, max(0.0, self.timers.seconds_to_next()))
         pool_fds = self.pool.fds()
+        if pool_fds and self._read_pool(select.select(pool_fds, [], [], 0)[0]):
+            return self._poll_event()
+        self.dispatch.flush()
+        timeout_s = min(1.0, max(0.0, self.timers.seconds_to_next()))
         self._sleeping = True
         try:
             event = self._poll_event()  # posted before the flag was up: it wrote no wake-up byte
@@ -211,12 +223,19 @@ class Worker:
             readable, _, _ = select.select([self._wake_r, *pool_fds], [], [], timeout_s)
         finally:
             self._sleeping = False
-        for fd in readable:
-            if fd == self._wake_r:
-                self._drain_wake_pipe()
-            else:
-                self.pool.on_readable(fd)
+        if self._wake_r in readable:
+            self._drain_wake_pipe()
+        self._read_pool(readable)
         return self._poll_event()
+
+    def _read_pool(self, readable: list[int]) -> bool:
+        """Let the pool read its readable pipes (posting what they say); True if there were any."""
+        found = False
+        for fd in readable:
+            if fd != self._wake_r:
+                self.pool.on_readable(fd)
+                found = True
+        return found
 
     def _drain_wake_pipe(self) -> None:
         try:

@@ -155,16 +155,19 @@ class SoloPool:
     """One slot, run on the caller's (the engine's) thread by :meth:`run`; never reports through ``post``.
 
     The dispatcher calls :meth:`submit` (bookkeeping only) and then :meth:`run`. While a job runs
-    the watcher thread ticks ``tick`` (a long task is not a wedged loop), raises
+    the watcher thread calls ``while_running`` every tick (the engine ticks its liveness record,
+    as a long task is not a wedged loop, and hands over the broker writes it holds), raises
     SoftTimeLimitExceeded at the job's soft limit, and, once :meth:`interrupt_after` armed a
     deadline, raises :class:`ShutdownInterrupt`. Both arrive at the task's next Python bytecode
     (not inside a blocking C call), as on ``threads``; hard limits and ``--terminate`` are not
     enforced.
     """
 
-    def __init__(self, app: Any, tick: Callable[[], None]) -> None:
+    def __init__(self, app: Any, while_running: Callable[[], None]) -> None:
         self.app = app
-        self.tick = tick
+        self.while_running = while_running
+        """Called on the watcher thread while the engine's thread is inside a job (and cannot
+        return from it before the call ends: both hold the pool's lock around the switch)."""
         self._cond = threading.Condition()
         self._job: Job | None = None
         self._ident = 0
@@ -219,7 +222,7 @@ class SoloPool:
                 now = time.monotonic()
                 wait_s = SOLO_TICK_S
                 if self._job is not None:
-                    self.tick()
+                    self.while_running()
                     if self._soft_at and now >= self._soft_at:
                         self._soft_at = 0.0
                         raise_in_thread(self._ident, SoftTimeLimitExceeded)

@@ -41,6 +41,9 @@ class Writes:
     def __bool__(self) -> bool:
         return bool(self.acks or self.requeues or self.republishes or self.dead or self.results)
 
+    def __len__(self) -> int:
+        return len(self.acks) + len(self.requeues) + len(self.republishes) + len(self.dead) + len(self.results)
+
     def extend(self, other: Writes) -> None:
         self.results.extend(other.results)
         self.acks.extend(other.acks)
