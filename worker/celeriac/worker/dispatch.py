@@ -170,7 +170,7 @@ class Dispatcher:
     # -- starting --------------------------------------------------------------------------------
 
     def runnable(self) -> bool:
-        """Something is ready and a slot is free (only after a ``solo`` run paused for events)."""
+        """Something is ready and a slot is free (a ``solo`` run stopped early for a shutdown request)."""
         return bool(self._ready) and self.pool.free_slots() > 0
 
     def run_ready(self) -> None:

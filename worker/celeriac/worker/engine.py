@@ -4,9 +4,11 @@ Threads around it only post events into one :class:`queue.SimpleQueue` (reentran
 signal handlers may post too), plus a byte on a wake-up pipe when the loop sleeps: the
 consumer posts fetched batches, thread pools post finished jobs, remote control posts
 terminate requests. The loop sleeps in ``select`` on that pipe and on the prefork
-children's pipes, so a child's reply is read right here, with no thread in between. The loop handles them, fires due
-timers (ETAs, rate-limit waits, time limits, visibility refresh and sweep), hands ready
-tasks to free pool slots and flushes acks in one batch per iteration.
+children's pipes, so a child's reply is read right here, with no thread in between.
+The loop handles events, fires due timers (ETAs, rate-limit waits, time limits,
+visibility refresh and sweep), hands ready tasks to free pool slots (``solo`` runs them
+right here) and hands broker writes to the writer thread in batches: every
+:data:`~.dispatch.FLUSH_BATCH` writes while busy, and always before it sleeps.
 
 Message life: fetched -> decoded (malformed: dead-lettered) -> held (ETA/rate limit in
 the timer heap, else ready) -> running (early ack here) -> finished (late ack here).
@@ -185,7 +187,6 @@ class Worker:
             if self._room() > 0:
                 self.consumer.room_changed()
             if self._finished():
-                self.dispatch.flush()
                 return
 
     def _while_solo_runs(self) -> None:
@@ -238,11 +239,9 @@ class Worker:
         return found
 
     def _drain_wake_pipe(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 4096):
                 pass
-        except BlockingIOError:
-            pass
 
     def _poll_event(self) -> Any:
         try:
