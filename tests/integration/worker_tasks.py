@@ -111,3 +111,34 @@ def spin_soft() -> str:
     except SoftTimeLimitExceeded:
         return "soft limit honoured"
     return "ran to the end"
+
+
+@app.task(name="tests.spin")
+def spin(tag: str, seconds: float = 30.0) -> str:
+    """Mark started, then run Python bytecode for ``seconds``: where an exception raised in the
+    running thread (a soft limit, a solo shutdown interrupt) reaches the task."""
+    _redis.rpush("started", tag)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+    _record(tag)
+    return tag
+
+
+@app.task(name="tests.spin_late", acks_late=True)
+def spin_late(tag: str, seconds: float = 30.0) -> str:
+    return str(spin(tag, seconds))
+
+
+@app.task(name="tests.nap")
+def nap(tag: str, seconds: float = 30.0) -> str:
+    """Mark started, then block in ``time.sleep`` (a C call no thread-raised exception interrupts)."""
+    _redis.rpush("started", tag)
+    time.sleep(seconds)
+    _record(tag)
+    return tag
+
+
+@app.task(name="tests.record_late", acks_late=True)
+def record_late(tag: str) -> str:
+    return str(record(tag))
