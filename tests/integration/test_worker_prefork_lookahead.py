@@ -120,3 +120,15 @@ def test_drain_settles_every_message_and_stores_every_result(
     assert [m["status"] for m in decoded] == ["SUCCESS"] * DRAIN_TASKS
     assert [m["result"] for m in decoded] == [2 * i for i in range(DRAIN_TASKS)]
     assert other.keys("celery-task-meta-*") == []
+def test_hard_time_limit_times_its_own_run_not_the_wait_behind_a_long_task(
+    celery_client: Celery, start_worker: Any, rclient: Any
+) -> None:
+    worker = start_worker(concurrency=1)
+    long = celery_client.send_task("tests.nap", ("long", 3.0))
+    limited = celery_client.send_task("tests.record", ("limited",), time_limit=1)
+    assert long.get(timeout=RESULT_TIMEOUT_S) == "long"
+    assert limited.get(timeout=RESULT_TIMEOUT_S) == "limited"
+    assert strs(rclient.lrange("executions", 0, -1)) == ["long", "limited"]
+    assert "hard time limit" not in worker.log()
+
+

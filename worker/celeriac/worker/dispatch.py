@@ -89,6 +89,7 @@ class Dispatcher:
         self.writer = BrokerWriter(broker, app)
         self._writes = Writes()
         self._buckets: dict[str, TokenBucket | None] = {}
+        self._declined = False
 
     # -- counting (prefetch window) ------------------------------------------------------------
 
@@ -170,10 +171,12 @@ class Dispatcher:
     # -- starting --------------------------------------------------------------------------------
 
     def runnable(self) -> bool:
-        """Something is ready and a slot is free (a ``solo`` run stopped early for a shutdown request)."""
-        return bool(self._ready) and self.pool.free_slots() > 0
+        """Something ready can start now (a ``solo`` run stopped early for a shutdown request);
+        not while the pool declined the first ready task (it is retried on every loop turn)."""
+        return bool(self._ready) and not self._declined and self.pool.free_slots() > 0
 
     def run_ready(self) -> None:
+        self._declined = False
         while self._ready and self.pool.free_slots() > 0:
             held = self._ready.popleft()
             if held.status != "waiting":
@@ -194,6 +197,7 @@ class Dispatcher:
                     if bucket is not None and not self.app.conf.worker_disable_rate_limits:
                         bucket.give_back()
                     self._ready.appendleft(held)
+                    self._declined = True
                     return
                 elif isinstance(self.pool, SoloPool) and held.job is not None:
                     self._run_inline(self.pool, held.job)
