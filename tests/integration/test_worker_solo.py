@@ -189,3 +189,18 @@ def test_long_solo_task_keeps_livez_healthy_and_its_early_ack_is_sent_while_it_r
         running.stop()
         health.stop()
         client.close()
+
+
+def test_messages_prefetched_behind_a_long_solo_task_keep_their_visibility(
+    celery_client: Celery, start_worker: Any, rclient: Any
+) -> None:
+    env = {"VISIBILITY_TIMEOUT_S": "3"}
+    start_worker(pool="solo", env=env)
+    long = celery_client.send_task("tests.nap", ("long", 7.0))
+    after = celery_client.send_task("tests.record", ("after",))
+    wait_until(lambda: rclient.llen("started") == 1 and rclient.hlen("unacked") >= 1 and rclient.llen("celery") == 0,
+               "the long task to run and the next one to be prefetched")
+    start_worker(concurrency=1, env=env)  # its visibility sweep would take a message whose score went stale
+    assert long.get(timeout=RESULT_TIMEOUT_S) == "long"
+    assert after.get(timeout=RESULT_TIMEOUT_S) == "after"
+    assert strs(rclient.lrange("executions", 0, -1)).count("after") == 1

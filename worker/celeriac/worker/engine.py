@@ -24,6 +24,7 @@ import os
 import queue
 import select
 import signal
+import time
 from types import FrameType
 from typing import Any
 
@@ -89,6 +90,8 @@ class Worker:
         self._cold = False
         self._idle_seen = False
         self._stop_signals = 0
+        self._refresh_s = 0.0
+        self._solo_refreshed_s = 0.0
         self._stop_asked = False
         self.services: Services | None = None
 
@@ -190,10 +193,15 @@ class Worker:
                 return
 
     def _while_solo_runs(self) -> None:
-        """The solo watcher, every second while a task runs on this loop's thread: the loop is
-        alive, and the acks it holds (an early ack, earlier batches) must not wait for the task."""
+        """The solo watcher, every second while a task runs on this loop's thread (blocked in it):
+        the loop is alive, the acks it holds (an early ack, earlier batches) must not wait for the
+        task, and the messages it holds keep their visibility as its refresh timer would."""
         self.state.tick()
         self.dispatch.flush()
+        now_s = time.monotonic()
+        if self._refresh_s and now_s - self._solo_refreshed_s >= self._refresh_s:
+            self._solo_refreshed_s = now_s
+            self.dispatch.extend_visibility()
 
     def _run_ready(self) -> None:
         try:
@@ -281,6 +289,7 @@ class Worker:
         vt = float(getattr(self.broker, "visibility_timeout_s", 0) or 0)
         if vt > 0:
             refresh = self.options.visibility_refresh_s or vt / 3
+            self._refresh_s = refresh
             self.timers.add(refresh, ("refresh", refresh))
             sweep = min(SWEEP_INTERVAL_MAX_S, vt)
             self.timers.add(sweep, ("sweep", sweep))
