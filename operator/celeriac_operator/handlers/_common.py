@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -58,6 +58,22 @@ def kopf_errors(retry_delay_s: float) -> Iterator[None]:
         raise kopf.TemporaryError(str(exc), delay=retry_delay_s) from exc
     except FatalError as exc:
         raise kopf.PermanentError(str(exc)) from exc
+
+
+def on_change_and_every(
+    registry: kopf.OperatorRegistry, resource: tuple[str, str, str], *, apply_id: str, timer_id: str,
+    interval_s: float, retry_delay_s: float, reconcile: Callable[[Mapping[str, Any]], None],
+) -> None:
+    """Run ``reconcile(body)`` on resume, create and update (handler ``apply_id``) and every ``interval_s``
+    seconds (timer ``timer_id``), our errors translated for kopf: the reconcile registration every kind shares."""
+
+    def handler(body: kopf.Body, **_: Any) -> None:
+        with kopf_errors(retry_delay_s):
+            reconcile(body)
+
+    for on_event in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on_event(*resource, registry=registry, id=apply_id)(handler)
+    kopf.timer(*resource, interval=interval_s, registry=registry, id=timer_id)(handler)
 
 
 def taskqueues(kube: Kube, namespace: str) -> dict[str, TaskQueue]:

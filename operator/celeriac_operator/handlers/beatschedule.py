@@ -17,7 +17,7 @@ from celeriac_operator.builders import beatschedule as build
 from celeriac_operator.conditions import Condition
 from celeriac_operator.errors import Unresolved
 from celeriac_operator.handlers._common import (
-    kopf_errors,
+    on_change_and_every,
     post,
     post_queues_recovered,
     report_problem,
@@ -33,17 +33,9 @@ RESOURCE = (names.GROUP, names.VERSION, names.BEATSCHEDULE_PLURAL)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
-    @kopf.on.resume(*RESOURCE, registry=registry, id="beatschedule_apply")
-    @kopf.on.create(*RESOURCE, registry=registry, id="beatschedule_apply")
-    @kopf.on.update(*RESOURCE, registry=registry, id="beatschedule_apply")
-    def beatschedule_apply(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors(settings.retry_delay_s):
-            reconcile(kube, settings, body)
-
-    @kopf.timer(*RESOURCE, interval=settings.recheck_interval_s, registry=registry, id="beatschedule_recheck")
-    def beatschedule_recheck(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors(settings.retry_delay_s):
-            reconcile(kube, settings, body)
+    on_change_and_every(registry, RESOURCE, apply_id="beatschedule_apply", timer_id="beatschedule_recheck",
+                        interval_s=settings.recheck_interval_s, retry_delay_s=settings.retry_delay_s,
+                        reconcile=lambda body: reconcile(kube, settings, body))
 
 
 def reconcile(kube: Kube, settings: Settings, body: Mapping[str, Any]) -> None:

@@ -12,7 +12,7 @@ import kopf
 from celeriac_operator import autoscaler, conditions, names
 from celeriac_operator.conditions import Condition
 from celeriac_operator.errors import OperatorError, Unresolved
-from celeriac_operator.handlers._common import changed_condition, kopf_errors, now, post, write_status
+from celeriac_operator.handlers._common import changed_condition, now, on_change_and_every, post, write_status
 from celeriac_operator.kube import Kube
 from celeriac_operator.models import TaskQueue
 from celeriac_operator.settings import Settings
@@ -24,17 +24,9 @@ Dependents = Callable[[str], None]
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube, dependents: Dependents) -> None:
-    @kopf.on.resume(*RESOURCE, registry=registry, id="taskqueue_apply")
-    @kopf.on.create(*RESOURCE, registry=registry, id="taskqueue_apply")
-    @kopf.on.update(*RESOURCE, registry=registry, id="taskqueue_apply")
-    def taskqueue_apply(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors(settings.retry_delay_s):
-            check(kube, settings, body)
-
-    @kopf.timer(*RESOURCE, interval=settings.taskqueue_check_interval_s, registry=registry, id="taskqueue_check")
-    def taskqueue_check(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors(settings.retry_delay_s):
-            check(kube, settings, body)
+    on_change_and_every(registry, RESOURCE, apply_id="taskqueue_apply", timer_id="taskqueue_check",
+                        interval_s=settings.taskqueue_check_interval_s, retry_delay_s=settings.retry_delay_s,
+                        reconcile=lambda body: check(kube, settings, body))
 
     @kopf.on.event(*RESOURCE, registry=registry, id="taskqueue_event")
     def taskqueue_event(type: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:

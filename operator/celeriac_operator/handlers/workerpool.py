@@ -21,7 +21,7 @@ from celeriac_operator.builders import workerpool as build
 from celeriac_operator.conditions import Condition
 from celeriac_operator.errors import Unresolved
 from celeriac_operator.handlers._common import (
-    kopf_errors,
+    on_change_and_every,
     post,
     post_queues_recovered,
     report_problem,
@@ -37,17 +37,9 @@ RESOURCE = (names.GROUP, names.VERSION, names.WORKERPOOL_PLURAL)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
-    @kopf.on.resume(*RESOURCE, registry=registry, id="workerpool_apply")
-    @kopf.on.create(*RESOURCE, registry=registry, id="workerpool_apply")
-    @kopf.on.update(*RESOURCE, registry=registry, id="workerpool_apply")
-    def workerpool_apply(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors(settings.retry_delay_s):
-            reconcile(kube, settings, body)
-
-    @kopf.timer(*RESOURCE, interval=settings.recheck_interval_s, registry=registry, id="workerpool_recheck")
-    def workerpool_recheck(body: kopf.Body, **_: Any) -> None:
-        with kopf_errors(settings.retry_delay_s):
-            reconcile(kube, settings, body)
+    on_change_and_every(registry, RESOURCE, apply_id="workerpool_apply", timer_id="workerpool_recheck",
+                        interval_s=settings.recheck_interval_s, retry_delay_s=settings.retry_delay_s,
+                        reconcile=lambda body: reconcile(kube, settings, body))
 
 
 def reconcile(kube: Kube, settings: Settings, body: Mapping[str, Any]) -> None:
