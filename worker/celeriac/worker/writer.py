@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,12 +60,17 @@ class BrokerWriter:
         self.broker = broker
         self.app = app
         self._pending = Writes()
-        self._acks_with_results: bool | None = None
+        self._queue_ack: Callable[[Any, list[str]], None] | None = None
+        """The broker's ``queue_ack`` when acks can ride in the result pipeline (set by :meth:`start`)."""
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        shares = getattr(self.broker, "shares_server", None)
+        client = getattr(self.app.backend, "client", None)
+        if shares is not None and client is not None and shares(client):  # the same Redis server and db
+            self._queue_ack = self.broker.queue_ack  # type: ignore[attr-defined]  # a RedisBroker
         self._thread = threading.Thread(target=self._run, name="celeriac-acks", daemon=True)
         self._thread.start()
 
@@ -103,7 +109,7 @@ class BrokerWriter:
     def _send(self, batch: Writes) -> Writes:
         """Send ``batch``; return what could not be sent (connection lost)."""
         if batch.results:
-            if self._apply(batch.results, batch.acks if self._share_pipeline() else []):
+            if self._apply(batch.results, batch.acks if self._queue_ack is not None else []):
                 batch.acks = []
             batch.results = []
         try:
@@ -126,13 +132,6 @@ class BrokerWriter:
             log.exception("broker write failed; retrying")
         return batch
 
-    def _share_pipeline(self) -> bool:
-        if self._acks_with_results is None:
-            shares = getattr(self.broker, "shares_server", None)
-            client = getattr(self.app.backend, "client", None)
-            self._acks_with_results = bool(shares is not None and client is not None and shares(client))
-        return self._acks_with_results
-
     def _apply(self, results: list[tuple[Job, JobResult]], acks: list[Delivery]) -> bool:
         """Apply outcomes with every result write, then ``acks``, in one pipeline (one round trip).
 
@@ -147,8 +146,8 @@ class BrokerWriter:
             except Exception:
                 log.exception("applying the outcome of %s[%s] failed", job.request.task, job.task_id)
         tags = [d.delivery_tag for d in acks]
-        if tags:
-            self.broker.queue_ack(pipe, tags)  # type: ignore[attr-defined]  # a RedisBroker (shares_server)
+        if tags and self._queue_ack is not None:  # the caller passes acks only when it is set
+            self._queue_ack(pipe, tags)
         try:
             replies = pipe.execute(raise_on_error=False)
         except Exception as exc:
