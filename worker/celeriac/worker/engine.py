@@ -187,10 +187,22 @@ class Worker:
                 self._run_ready()
             self.dispatch.flush(at_least=FLUSH_BATCH)
             self.state.set_prefetched(self.dispatch.waiting_count())
-            if self._room() > 0:
-                self.consumer.room_changed()
+            self._fetch_more()
             if self._finished():
                 return
+
+    def _fetch_more(self) -> None:
+        """If there is room: under a backlog fetch the next batch right here (no thread hand-off);
+        otherwise let the consumer thread wait for messages in the broker."""
+        room = self._room()
+        if room <= 0:
+            return
+        batch = self.consumer.fetch_now(room) if self.consumer.backlog else []
+        if batch:
+            self.dispatch.reserve(len(batch))
+            self._handle(Fetched(batch))
+        else:
+            self.consumer.room_changed()
 
     def _while_solo_runs(self) -> None:
         """The solo watcher, every second while a task runs on this loop's thread (blocked in it):
