@@ -53,6 +53,11 @@ class Outcome:
     requeue: bool = False
     exc_type: str | None = field(default=None)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (from prefork children) as one tuple, like :class:`~celeriac.protocol.TaskRequest`."""
+        return Outcome, (self.state, self.retval, self.traceback, self.runtime_s, self.children, self.retry,
+                         self.requeue, self.exc_type)
+
 
 def _format_traceback(exc: BaseException) -> str:
     return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))

@@ -117,7 +117,7 @@ class PreforkPool:
             child = min(candidates, key=lambda c: len(c.jobs))
             child.jobs.append(job)
             child.sent += 1
-        child.conn.send(job)
+        child.conn.send_bytes(pickle.dumps(job, pickle.HIGHEST_PROTOCOL))  # not ForkingPickler: no fds in a Job
         return child.pid
 
     def soft_limit(self, task_id: str) -> None:
