@@ -396,12 +396,18 @@ class Dispatcher:
             except BrokerConnectionError as exc:
                 log.warning("could not refresh visibility of %d held message(s): %s", len(unacked), exc)
 
-    def flush(self, at_least: int = 1) -> None:
+    def flush(self, at_least: int = 1, idle: bool = False) -> None:
         """Hand the collected results, acks, requeues, republishes and dead letters to the writer
-        thread, if there are ``at_least`` that many."""
+        thread, if there are ``at_least`` that many. A loop about to go ``idle`` with no task running
+        sends them itself when the writer thread has nothing to do: a lone result leaves at once,
+        and the loop has nothing else to do meanwhile (with tasks running it would hold up the
+        next start, so the writer thread sends those)."""
         if len(self._writes) >= at_least:
-            self.writer.submit(self._writes)
-            self._writes = Writes()
+            writes, self._writes = self._writes, Writes()
+            if idle and not self._running:
+                self.writer.send_now(writes)
+            else:
+                self.writer.submit(writes)
 
     # -- results written by the worker itself ---------------------------------------------------
 

@@ -234,7 +234,7 @@ class Worker:
         pool_fds = self.pool.fds()
         if pool_fds and self._read_pool(select.select(pool_fds, [], [], 0)[0]):
             return self._poll_event()
-        self.dispatch.flush()
+        self.dispatch.flush(idle=True)
         timeout_s = min(1.0, max(0.0, self.timers.seconds_to_next()))
         self._sleeping = True
         try:

@@ -3,7 +3,9 @@
 The engine hands over whatever it collected in a loop iteration and goes on; this thread
 sends everything that piled up since its previous round trip in one call per kind. Under
 load the batches grow by themselves (while one ack round trip is in flight the next
-acks accumulate), and the engine never waits on the network.
+acks accumulate), and a busy engine never waits on the network. An engine going idle with
+no task running sends its last writes itself when this thread has nothing to do
+(:meth:`BrokerWriter.send_now`): a lone result reaches Redis without waking another thread.
 
 Deferred task outcomes (:attr:`~.jobs.JobResult.outcome`) are applied first, all their
 result writes in one pipeline, so a late ack never precedes its result. When the broker and
@@ -63,6 +65,8 @@ class BrokerWriter:
         self._queue_ack: Callable[[Any, list[str]], None] | None = None
         """The broker's ``queue_ack`` when acks can ride in the result pipeline (set by :meth:`start`)."""
         self._cond = threading.Condition()
+        self._sending = threading.Lock()
+        """Held by whichever thread sends a batch, so batches leave one at a time, in order."""
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -80,6 +84,22 @@ class BrokerWriter:
         with self._cond:
             self._pending.extend(writes)
             self._cond.notify()
+
+    def send_now(self, writes: Writes) -> None:
+        """Send ``writes`` on the calling thread if this writer is idle (nothing pending, nothing
+        in flight), else queue them behind what is; what cannot be sent is queued for retries."""
+        if not writes:
+            return
+        with self._cond:
+            idle = not self._pending and self._sending.acquire(blocking=False)
+        if not idle:
+            self.submit(writes)
+            return
+        try:
+            left = self._send(writes)
+        finally:
+            self._sending.release()
+        self.submit(left)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Send what is pending (retrying for up to ``timeout_s``), then stop the thread."""
@@ -99,7 +119,11 @@ class BrokerWriter:
                 if not self._pending and self._stopping:
                     return
                 batch, self._pending = self._pending, Writes()
-            left = self._send(batch)
+                self._sending.acquire()
+            try:
+                left = self._send(batch)
+            finally:
+                self._sending.release()
             if left:
                 with self._cond:
                     left.extend(self._pending)

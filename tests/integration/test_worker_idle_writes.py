@@ -1,0 +1,100 @@
+"""An engine about to go idle sends its last writes (a lone result, an ack) itself when the writer
+thread has nothing to do, and a busy one leaves them to the writer thread; either way every
+result is stored and every message acked, results before acks.
+
+The worker runs in this process on a thread (real Redis, real pool); the writer's ``_send`` is
+wrapped only to record which thread sent each batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from worker_process import wait_until
+
+from celeriac import Celeriac
+from celeriac.worker import Worker, WorkerOptions
+from servers import RedisServer
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 30.0
+
+
+@pytest.fixture
+def app(redis_server: RedisServer) -> Iterator[Celeriac]:
+    app = Celeriac("idle_writes", broker=redis_server.url, backend=redis_server.url, set_as_current=False)
+
+    @app.task(name="idle_writes.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="idle_writes.add_late", acks_late=True)
+    def add_late(x: int, y: int) -> int:
+        return x + y
+
+    yield app
+    app.close()
+
+
+class RecordingWorker:
+    """``Worker.run()`` on a thread named ``engine``; each batch the writer sends is recorded as
+    (sending thread, results, acks)."""
+
+    def __init__(self, app: Celeriac, **options: Any) -> None:
+        self.worker = Worker(app, WorkerOptions(health_port=None, hostname="idle@test", **options))
+        self.sends: list[tuple[str, int, int]] = []
+        writer = self.worker.dispatch.writer
+        send = writer._send
+
+        def recorded(batch: Any) -> Any:
+            self.sends.append((threading.current_thread().name, len(batch.results), len(batch.acks)))
+            return send(batch)
+
+        writer._send = recorded  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.worker.run, name="engine", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.request_shutdown()
+        self.thread.join(timeout=DEADLINE_S)
+        assert not self.thread.is_alive(), "the worker did not stop"
+
+
+@pytest.mark.parametrize("task", ["idle_writes.add", "idle_writes.add_late"])
+def test_an_idle_engine_sends_a_lone_result_itself(app: Celeriac, redis_server: RedisServer, task: str) -> None:
+    client = redis_server.client()
+    worker = RecordingWorker(app, pool="prefork", concurrency=2)
+    try:
+        for i in range(5):
+            assert app.tasks[task].delay(i, 1).get(timeout=DEADLINE_S) == i + 1
+        wait_until(lambda: client.hlen("unacked") == 0, "every message to be acked")
+    finally:
+        worker.stop()
+    # An early ack goes to the writer thread while its task runs; a result that finds that send
+    # still in flight queues behind it (order kept), so not every result leaves from the engine.
+    assert any(thread == "engine" and results for thread, results, _ in worker.sends), worker.sends
+    assert sum(results for _, results, _ in worker.sends) == 5
+    assert sum(acks for _, _, acks in worker.sends) == 5
+
+
+def test_a_busy_engine_leaves_writes_to_the_writer_thread_and_loses_none(
+    app: Celeriac, redis_server: RedisServer
+) -> None:
+    client = redis_server.client()
+    add = app.tasks["idle_writes.add_late"]
+    results = [add.delay(i, i) for i in range(2000)]
+    worker = RecordingWorker(app, pool="threads", concurrency=4)
+    try:
+        assert [r.get(timeout=DEADLINE_S) for r in results] == [2 * i for i in range(2000)]
+        wait_until(lambda: client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0,
+                   "every message to be acked")
+    finally:
+        worker.stop()
+    threads = {thread for thread, _, _ in worker.sends}
+    assert "celeriac-acks" in threads, worker.sends
+    assert sum(results for _, results, _ in worker.sends) == 2000
+    assert client.llen("celery") == 0
