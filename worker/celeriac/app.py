@@ -382,6 +382,11 @@ class Celeriac:
             stamps=options.get("stamps"),
             replaced_task_nesting=int(options.get("replaced_task_nesting", 0)),
         )
+        backend = self._backend
+        if backend is not None and not ignore_result:
+            # Before the publish, so the result's publish cannot precede the subscription; the
+            # backend skips threads that never waited and a parent's connection after a fork.
+            backend.subscribe_early(task_id)
         self.broker.publish(
             message,
             queue=queue,

@@ -6,6 +6,11 @@ polling. Celery guards a stored SUCCESS against later writes with a GET before i
 MULTI(SETEX, PUBLISH); we do the same guard, write and publish in one Lua script, which
 is atomic (no window between GET and SET) and can be pipelined: ``store_many`` writes
 any number of results in one round trip.
+
+Early subscription: a thread that has waited for a result before keeps a subscriber
+connection; when it publishes a task, :meth:`RedisBackend.subscribe_early` writes SUBSCRIBE
+for that task's channel before the task message leaves, so its ``get()`` skips the GETs
+and the confirmation round trip. At most one such subscription per thread is outstanding.
 """
 
 from __future__ import annotations
@@ -238,15 +243,21 @@ class RedisBackend:
 
         A ready result costs one GET. Otherwise this thread's long-lived subscriber
         subscribes to the key's channel and GETs again (a result stored in between is seen
-        by that GET, a later one arrives as a message). A lost connection is reopened up
-        to :attr:`WAIT_RECONNECTS` times within the timeout. Raises :class:`TimeoutError`.
+        by that GET, a later one arrives as a message). A task this thread published with
+        an early subscription (:meth:`subscribe_early`) skips both GETs: its SUBSCRIBE
+        reached Redis before the task message did, so the result's publish cannot precede
+        it; still, each empty wait slice GETs, so a lost message costs one slice, never a
+        hang. A lost connection is reopened up to :attr:`WAIT_RECONNECTS` times within the
+        timeout. Raises :class:`TimeoutError`.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        early = self._claim_early(task_id)
         failures = 0
         while True:
             try:
-                return self._wait_once(task_id, deadline, timeout_s)
+                return self._wait_once(task_id, deadline, timeout_s, early=early)
             except BackendError:
+                early = False  # the subscription went with the connection: the full path again
                 failures += 1
                 out_of_time = deadline is not None and time.monotonic() >= deadline
                 if failures > self.WAIT_RECONNECTS or out_of_time:
@@ -256,34 +267,85 @@ class RedisBackend:
     WAIT_RECONNECTS = 5
     """How many lost connections one ``wait_for`` survives (Redis restarts, failovers)."""
 
-    def _wait_once(self, task_id: str, deadline: float | None, timeout_s: float | None) -> dict[str, Any]:
-        meta = self.get_meta(task_id)
-        if meta["status"] in states.READY_STATES:
-            return meta
+    WAIT_SLICE_S = 1.0
+    """Longest single wait for a message; after an empty one an early-subscribed wait GETs."""
+
+    def _wait_once(
+        self, task_id: str, deadline: float | None, timeout_s: float | None, *, early: bool = False
+    ) -> dict[str, Any]:
+        if early:
+            meta = pending_meta(task_id)  # the subscription predates the task: no GET needed
+        else:
+            meta = self.get_meta(task_id)
+            if meta["status"] in states.READY_STATES:
+                return meta
         key = self.key_for(task_id)
         channel = key.encode("utf-8")
         pubsub = self._pubsub()
         try:
-            pubsub.subscribe(key)
+            if not early:
+                pubsub.subscribe(key)
             # The GET below runs on another connection: only once Redis has confirmed the
-            # subscription is a publish after that GET certain to reach us.
+            # subscription is a publish after that GET certain to reach us. An early
+            # subscription's confirmation is usually already buffered.
             self._await_confirmation(pubsub, channel, deadline)
-            meta = self.get_meta(task_id)
+            if not early:
+                meta = self.get_meta(task_id)
             while meta["status"] not in states.READY_STATES:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     pubsub.unsubscribe(key)
                     state = meta["status"]
                     raise TimeoutError(f"task {task_id} not ready after {timeout_s}s (state {state})")
-                message = pubsub.get_message(timeout=1.0 if remaining is None else min(remaining, 1.0))
+                slice_s = self.WAIT_SLICE_S if remaining is None else min(remaining, self.WAIT_SLICE_S)
+                message = pubsub.get_message(timeout=slice_s)
                 # Messages for keys this thread waited on before may still arrive: skip them.
-                if message is not None and message.get("type") == "message" and message["channel"] == channel:
+                if message is None:
+                    if early:
+                        meta = self.get_meta(task_id)  # safety net: a missed message costs one slice
+                elif message.get("type") == "message" and message["channel"] == channel:
                     meta = self.decode(message["data"], task_id)
             pubsub.unsubscribe(key)
         except (redis.exceptions.ConnectionError, BackendError) as exc:
             self._drop_pubsub()
             raise BackendError(f"lost {self._where()} while waiting for {task_id}: {exc}") from exc
         return meta
+
+    def subscribe_early(self, task_id: str) -> None:
+        """Before ``task_id`` is published: SUBSCRIBE to its channel, without waiting for Redis.
+
+        Only a thread that already has a subscriber connection (it has waited for a result
+        before) and no early subscription outstanding does so: a producer that never waits
+        costs nothing, and one that publishes many tasks holds one subscription, not many.
+        The subscription ends in the next :meth:`wait_for` (for this id or another), on a
+        timeout or a lost connection.
+        """
+        if self._client is None or self._pid != os.getpid():
+            return  # no connection of this process yet (or only a parent's): nothing to reuse
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is None or getattr(self._local, "early", None) is not None:
+            return
+        try:
+            pubsub.subscribe(self.key_for(task_id))
+        except redis.exceptions.RedisError:
+            self._drop_pubsub()  # the next wait opens a new connection and takes the full path
+            return
+        self._local.early = task_id
+
+    def _claim_early(self, task_id: str) -> bool:
+        """Whether ``task_id`` is this thread's early subscription; any other one is ended."""
+        self.client  # noqa: B018 - resets per-process state after a fork
+        pending = getattr(self._local, "early", None)
+        if pending is None:
+            return False
+        self._local.early = None
+        if pending == task_id:
+            return True
+        try:
+            self._local.pubsub.unsubscribe(self.key_for(pending))
+        except redis.exceptions.RedisError:
+            self._drop_pubsub()
+        return False
 
     SUBSCRIBE_CONFIRM_S = 10.0
     """How long to wait for Redis to confirm a subscription before reconnecting."""
@@ -310,6 +372,7 @@ class RedisBackend:
     def _drop_pubsub(self) -> None:
         pubsub = getattr(self._local, "pubsub", None)
         self._local.pubsub = None
+        self._local.early = None  # its subscription goes with the connection
         if pubsub is not None:
             with contextlib.suppress(redis.exceptions.RedisError):
                 pubsub.close()
