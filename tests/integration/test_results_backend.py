@@ -124,10 +124,18 @@ def test_global_keyprefix_is_applied_with_celerys_underscore_rule(redis_server: 
     assert backend.get_meta("p1")["result"] == 1
 
 
-def test_store_many_writes_every_result_in_one_pipeline(redis_server: RedisServer) -> None:
+def test_store_many_writes_every_result_in_one_pipeline_sending_the_script_once(redis_server: RedisServer) -> None:
     backend = RedisBackend(redis_server.url)
+    client = redis_server.client()
+    client.config_resetstat()
     backend.store_many([(f"m{n}", n, states.SUCCESS, None, None) for n in range(3)])
-    assert [backend.get_meta(f"m{n}")["result"] for n in range(3)] == [0, 1, 2]
+    client.script_flush()  # as after a restart: the next batch must load the script again
+    backend.store_many([(f"m{n}", n, states.SUCCESS, None, None) for n in range(3, 6)])
+    assert [backend.get_meta(f"m{n}")["result"] for n in range(6)] == list(range(6))
+    stats = client.info("commandstats")
+    assert stats["cmdstat_script|load"]["calls"] == 2
+    assert stats["cmdstat_evalsha"]["calls"] == 6
+    assert "cmdstat_eval" not in stats
 
 
 def test_custom_states_are_stored_and_read_with_their_meta(redis_server: RedisServer) -> None:

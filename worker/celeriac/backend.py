@@ -16,6 +16,7 @@ and the confirmation round trip. At most one such subscription per thread is out
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 import time
@@ -50,7 +51,11 @@ return 1
 _STORE_SCRIPT_WIRE = "\n".join(
     line.strip() for line in _STORE_SCRIPT.splitlines() if line.strip() and not line.strip().startswith("--")
 )
-"""The script as sent: comments stripped, since pipelines send it whole with every EVAL."""
+"""The script as sent (comments stripped: SCRIPT LOAD and the EVAL fallback send it whole)."""
+
+_STORE_SHA = hashlib.sha1(_STORE_SCRIPT_WIRE.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+_LOADED_ATTR = "_celeriac_store_script_loaded"
 
 MAX_VALUE_BYTES = 512 * 1024 * 1024
 """Redis's limit on a string value."""
@@ -194,8 +199,13 @@ class RedisBackend:
 
     def _queue_store(self, pipe: Any, key: str, document: bytes, ttl_s: int) -> None:
         if pipe is not None:
-            # EVAL, not EVALSHA: a pipeline cannot recover from NOSCRIPT after a Redis restart.
-            pipe.eval(_STORE_SCRIPT_WIRE, 1, key, document, ttl_s)
+            # A pipeline cannot recover from NOSCRIPT (a Redis restart), so its first store loads
+            # the script and every store after it in the same pipeline finds it: one script text
+            # per batch instead of one EVAL with the whole text per result.
+            if not getattr(pipe, _LOADED_ATTR, False):
+                pipe.script_load(_STORE_SCRIPT_WIRE)
+                setattr(pipe, _LOADED_ATTR, True)
+            pipe.evalsha(_STORE_SHA, 1, key, document, ttl_s)
             return
         try:
             if self._store_sha is None:
