@@ -86,21 +86,31 @@ def parse_envelope(raw: bytes, fallback_tag: str, queue: str) -> ParsedEnvelope:
 
     Anything that is not a usable envelope (not JSON, no ``delivery_info``, unknown
     ``body_encoding``, non-base64 body) comes back with ``error`` set and the raw bytes
-    as the message body, so the worker can dead-letter it with that reason.
+    as the message body, so the worker can dead-letter it with that reason. Whatever the
+    error, the transport fields are the envelope's as far as it has them: its
+    ``properties.delivery_tag`` (else ``fallback_tag``) and its ``delivery_info`` exchange and
+    routing key (else ``""`` and ``queue``); the Redis broker relies on that when the fetch
+    script reports it recorded the envelope's own fields.
     """
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return _broken(raw, fallback_tag, queue, f"envelope is not JSON: {exc}")
     if not isinstance(doc, dict):
         return _broken(raw, fallback_tag, queue, "envelope is not a JSON object")
     properties = doc.get("properties")
-    headers = doc.get("headers") or {}
-    if not isinstance(properties, dict) or not isinstance(headers, dict):
+    if not isinstance(properties, dict):
         return _broken(raw, fallback_tag, queue, "envelope has no properties object or bad headers")
-    info = properties.get("delivery_info")
     tag = properties.get("delivery_tag")
     tag = tag if isinstance(tag, str) and tag else fallback_tag
+    info = properties.get("delivery_info")
+    exchange, routing_key = "", queue
+    if isinstance(info, dict):
+        exchange = str(info.get("exchange") or "")
+        routing_key = str(info.get("routing_key") or queue)
+    headers = doc.get("headers") or {}
+    if not isinstance(headers, dict):
+        return _broken(raw, tag, routing_key, "envelope has no properties object or bad headers", exchange)
     if not isinstance(info, dict):
         return _broken(raw, tag, queue, "envelope has no properties.delivery_info")
     body = doc.get("body", "")
@@ -111,9 +121,10 @@ def parse_envelope(raw: bytes, fallback_tag: str, queue: str) -> ParsedEnvelope:
         elif encoding is None or str(encoding).lower() == "utf-8":
             body_bytes = body.encode("utf-8") if isinstance(body, str) else json.dumps(body).encode()
         else:
-            return _broken(raw, tag, queue, f"unsupported body_encoding {encoding!r}")
+            return _broken(raw, tag, routing_key, f"unsupported body_encoding {encoding!r}", exchange)
     except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
-        return _broken(raw, tag, queue, f"body does not match body_encoding {encoding!r}: {exc}")
+        error = f"body does not match body_encoding {encoding!r}: {exc}"
+        return _broken(raw, tag, routing_key, error, exchange)
     kept = {k: v for k, v in properties.items() if k not in TRANSPORT_PROPERTIES}
     message = Message(
         headers=headers,
@@ -125,17 +136,17 @@ def parse_envelope(raw: bytes, fallback_tag: str, queue: str) -> ParsedEnvelope:
     priority = properties.get("priority")
     return ParsedEnvelope(
         message=message,
-        exchange=str(info.get("exchange") or ""),
-        routing_key=str(info.get("routing_key") or queue),
+        exchange=exchange,
+        routing_key=routing_key,
         delivery_tag=tag,
         redelivered=bool(info.get("redelivered") or headers.get("redelivered")),
         priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else 0,
     )
 
 
-def _broken(raw: bytes, tag: str, queue: str, error: str) -> ParsedEnvelope:
+def _broken(raw: bytes, tag: str, routing_key: str, error: str, exchange: str = "") -> ParsedEnvelope:
     message = Message(headers={}, properties={}, body=raw, content_type="", content_encoding="")
-    return ParsedEnvelope(message, "", queue, tag, False, 0, error)
+    return ParsedEnvelope(message, exchange, routing_key, tag, False, 0, error)
 
 
 def redelivered_envelope(raw: bytes) -> bytes:
@@ -146,7 +157,7 @@ def redelivered_envelope(raw: bytes) -> bytes:
     """
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return raw
     if not isinstance(doc, dict):
         return raw
@@ -174,7 +185,7 @@ def dead_letter_envelope(delivery: Delivery, reason: str, now_s: float | None = 
     }
     try:
         doc = json.loads(delivery.envelope)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         doc = None
     if isinstance(doc, dict) and isinstance(doc.get("headers", {}), dict):
         doc.setdefault("headers", {}).update(stamp)

@@ -10,6 +10,9 @@ Consuming differs from kombu on purpose, to be fast and safe:
   across the priority lists of several queues (highest priority first, round-robin
   between queues) *and* writes their ``unacked``/``unacked_index`` entries in the same
   atomic step: one round trip per batch, and no crash window between pop and record.
+  Its reply is three strings per message (list key, envelope, and a ``meta`` that is empty
+  unless the tag, exchange or routing key recorded differ from the envelope's own), since
+  each string costs redis-py's parser microseconds and the envelope is parsed anyway.
 * Only when the queues are empty does it block, with ``BRPOP`` over the same lists for at
   most ``timeout_s``; the message BRPOP returns is handed to the script at once, which
   records it and takes the rest of the batch. That one message per idle period shares
@@ -46,6 +49,7 @@ from celeriac.brokers.envelope import (
     parse_envelope,
     redelivered_envelope,
 )
+from celeriac.exceptions import FatalError
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,8 @@ RECOVERABLE = (
 
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
 DEFAULT_MUTEX_EXPIRE_S = 300.0
-
-
+_QUEUE_CACHE_SIZE = 1024
+"""Most list keys whose queue name is kept (a consumer reads ``len(queues) * 4`` lists)."""
 
 
 class RedisBroker(Broker):
@@ -91,9 +95,11 @@ class RedisBroker(Broker):
         self._fetch = self.client.register_script(scripts.FETCH)
         self._settle = self.client.register_script(scripts.SETTLE)
         self._claim = self.client.register_script(scripts.CLAIM_RESTORE)
+        self._meta = self.client.register_script(scripts.ENVELOPE_META)
         self._declared: set[str] = set()
         self._rotation = 0
         self._carry: tuple[Any, Any] | None = None
+        self._queue_of: dict[bytes, str] = {}
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -176,7 +182,7 @@ class RedisBroker(Broker):
                     self._carry = popped
                     rows = self._run_fetch(lists, order, max_count, *popped)
                     self._carry = None
-        deliveries = [self._delivery(rows[i : i + 5]) for i in range(0, len(rows), 5)]
+        deliveries = self._deliveries(rows)
         if deliveries:
             self._rotation += 1
         return deliveries
@@ -185,30 +191,65 @@ class RedisBroker(Broker):
         shift = self._rotation % len(queues)
         return queues[shift:] + queues[:shift]
 
-    def _run_fetch(
-        self, lists: list[str], order: list[str], max_count: int, carry_key: Any, carry: Any
-    ) -> list[Any]:
+    def _run_fetch(self, lists: list[str], order: list[str], max_count: int, carry_key: Any, carry: Any) -> list[Any]:
         args: list[Any] = [max_count, repr(time.time()), len(order), carry_key or "", carry or "", *order]
         result = self._fetch(keys=[self.unacked_key, self.unacked_index_key, *lists], args=args)
         return list(result or [])
 
-    def _delivery(self, row: list[Any]) -> Delivery:
-        list_key, envelope, tag, exchange, routing_key = (
-            v if isinstance(v, bytes) else str(v).encode() for v in row
-        )
-        queue = keys.queue_of_list(list_key.decode(), self.prefix)
-        parsed = parse_envelope(envelope, tag.decode(), queue)
-        return Delivery(
-            message=parsed.message,
-            queue=queue,
-            exchange=exchange.decode(),
-            routing_key=routing_key.decode(),
-            delivery_tag=tag.decode(),
-            redelivered=parsed.redelivered,
-            priority=parsed.priority,
-            envelope=envelope,
-            envelope_error=parsed.error,
-        )
+    def _deliveries(self, rows: list[Any]) -> list[Delivery]:
+        """Deliveries from the script's reply: ``list_key, envelope, meta`` per message.
+
+        An empty ``meta`` means the script recorded the envelope's own tag, exchange and
+        routing key, which :func:`.envelope.parse_envelope` reads the same way (even from an
+        envelope it reports broken, once it has found the tag); if Python's json cannot read
+        what cjson did, :data:`.redis_scripts.ENVELOPE_META` says what was recorded. Otherwise
+        ``meta`` is ``[tag, exchange, routing_key]`` as recorded. Either way a Delivery carries
+        the tag its ``unacked`` entry is stored under (ack, requeue and restore find it by that).
+        """
+        queues = self._queue_of
+        deliveries = []
+        for list_key, envelope, meta in zip(rows[0::3], rows[1::3], rows[2::3], strict=True):
+            queue = queues.get(list_key)
+            if queue is None:
+                queue = self._remember_queue(list_key)
+            if meta:
+                tag, exchange, routing_key = _loads_meta(meta)
+                parsed = parse_envelope(envelope, tag, queue)
+            else:
+                parsed = parse_envelope(envelope, "", queue)
+                tag, exchange, routing_key = parsed.delivery_tag, parsed.exchange, parsed.routing_key
+                if not tag:  # cjson read an envelope Python's json cannot (e.g. a number 0x10)
+                    tag, exchange, routing_key = self._envelope_meta(envelope)
+            deliveries.append(
+                Delivery(
+                    message=parsed.message,
+                    queue=queue,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    delivery_tag=tag,
+                    redelivered=parsed.redelivered,
+                    priority=parsed.priority,
+                    envelope=envelope,
+                    envelope_error=parsed.error,
+                )
+            )
+        return deliveries
+
+    def _envelope_meta(self, envelope: bytes) -> tuple[str, str, str]:
+        """The tag, exchange and routing key the script recorded from ``envelope``'s own fields."""
+        with self._errors("fetching"):
+            meta = self._meta(args=[envelope])
+        tag, exchange, routing_key = _loads_meta(meta)
+        if not tag:
+            raise FatalError(f"the fetch script recorded no tag of its own for envelope {envelope[:200]!r}")
+        return tag, exchange, routing_key
+
+    def _remember_queue(self, list_key: bytes) -> str:
+        """The queue of ``list_key``, kept for the next fetch (the lists of the queues consumed)."""
+        if len(self._queue_of) >= _QUEUE_CACHE_SIZE:
+            self._queue_of.clear()
+        queue = self._queue_of[list_key] = keys.queue_of_list(list_key.decode(), self.prefix)
+        return queue
 
     def ack(self, deliveries: Iterable[Delivery]) -> None:
         tags = [d.delivery_tag for d in deliveries]
@@ -371,6 +412,13 @@ class RedisBroker(Broker):
             except RECOVERABLE as exc:
                 log.error("could not push back a message popped from %s before closing: %s", list_key, exc)
         self.client.close()
+
+
+def _loads_meta(meta: bytes) -> tuple[str, str, str]:
+    """The script's ``[tag, exchange, routing_key]``; exchange and routing key are taken from
+    the envelope and may hold bytes that are not UTF-8 (replaced; the tag never does)."""
+    tag, exchange, routing_key = json.loads(meta.decode("utf-8", "replace"))
+    return str(tag), str(exchange), str(routing_key)
 
 
 def _loads_unacked(value: Any) -> tuple[Any, str, str]:

@@ -13,7 +13,30 @@ sweep restores what we abandon and ours restores what Celery abandons.
 
 from __future__ import annotations
 
-FETCH = r"""
+_ENVELOPE_FIELDS = r"""
+local function field(tbl, name)
+  if type(tbl) == 'table' and type(tbl[name]) == 'string' then return tbl[name] end
+  return nil
+end
+
+-- What an envelope says about itself: whether cjson decodes it to a table, its
+-- properties.delivery_tag (nil unless a non-empty printable ASCII string: kombu's are uuid4
+-- strings, and this keeps every tag valid UTF-8, read back unchanged as a Python str), and
+-- its delivery_info exchange and routing key (nil unless strings).
+local function envelope_fields(env)
+  local ok, doc = pcall(cjson.decode, env)
+  if not (ok and type(doc) == 'table') then return false, nil, nil, nil end
+  local props = doc['properties']
+  local tag = field(props, 'delivery_tag')
+  if tag == '' or (tag and tag:find('[^ -~]')) then tag = nil end
+  local info = type(props) == 'table' and props['delivery_info'] or nil
+  return true, tag, field(info, 'exchange'), field(info, 'routing_key')
+end
+"""
+
+FETCH = (
+    _ENVELOPE_FIELDS
+    + r"""
 -- Pop up to ARGV[1] envelopes and record them as unacked, atomically, so no crash can
 -- lose a message between taking it off its list and writing the unacked entry.
 --   KEYS[1]      unacked        HASH  tag -> '[envelope, exchange, routing_key]'
@@ -23,7 +46,10 @@ FETCH = r"""
 --   ARGV[1] max messages; ARGV[2] now (unix seconds, float); ARGV[3] number of queues;
 --   ARGV[4], ARGV[5] (optional) a list key and an envelope already popped by BRPOP, recorded first;
 --   ARGV[6+i] the queue name of the i-th queue (fallback routing key).
--- Returns a flat array: list_key, envelope, tag, exchange, routing_key, ... per message.
+-- Returns a flat array: list_key, envelope, meta per message. meta is '' when the envelope's
+-- own tag, exchange and routing key (the last not empty) are what was recorded, which Python
+-- reads from the envelope (or, if Python's json cannot read what cjson did, asks for with
+-- ENVELOPE_META); otherwise meta is the JSON array [tag, exchange, routing_key] recorded.
 local max = tonumber(ARGV[1])
 local now = ARGV[2]
 local nq = tonumber(ARGV[3])
@@ -31,36 +57,24 @@ local nlists = #KEYS - 2
 local out = {}
 local count = 0
 
-local function field(tbl, name)
-  if type(tbl) == 'table' and type(tbl[name]) == 'string' then return tbl[name] end
-  return nil
-end
-
 local function record(list_key, env, qname)
-  local tag, ex, rk = nil, '', qname
-  local ok, doc = pcall(cjson.decode, env)
-  if ok and type(doc) == 'table' then
-    local props = doc['properties']
-    tag = field(props, 'delivery_tag')
-    local info = type(props) == 'table' and props['delivery_info'] or nil
-    ex = field(info, 'exchange') or ''
-    rk = field(info, 'routing_key') or qname
-  end
-  if tag == nil or tag == '' then
+  local ok, tag, ex, rk = envelope_fields(env)
+  local own = tag ~= nil and ex ~= nil and rk ~= nil and rk ~= ''
+  ex = ex or ''
+  rk = rk or qname
+  if tag == nil then
     local t = redis.call('TIME')
     tag = 'celeriac-' .. redis.sha1hex(env .. t[1] .. t[2] .. count)
   end
   -- an element that is not JSON is stored as a JSON string so the value stays parseable
-  local stored = (ok and type(doc) == 'table') and env or cjson.encode(env)
-  local value = '[' .. stored .. ', ' .. cjson.encode(ex) .. ', ' .. cjson.encode(rk) .. ']'
-  redis.call('HSET', KEYS[1], tag, value)
+  local stored = ok and env or cjson.encode(env)
+  local ex_json, rk_json = cjson.encode(ex), cjson.encode(rk)
+  redis.call('HSET', KEYS[1], tag, '[' .. stored .. ', ' .. ex_json .. ', ' .. rk_json .. ']')
   redis.call('ZADD', KEYS[2], now, tag)
   count = count + 1
   out[#out + 1] = list_key
   out[#out + 1] = env
-  out[#out + 1] = tag
-  out[#out + 1] = ex
-  out[#out + 1] = rk
+  out[#out + 1] = own and '' or ('[' .. cjson.encode(tag) .. ', ' .. ex_json .. ', ' .. rk_json .. ']')
 end
 
 if ARGV[4] and ARGV[4] ~= '' then
@@ -95,6 +109,7 @@ for s = 0, steps - 1 do
 end
 return out
 """
+)
 
 SETTLE = r"""
 -- Requeue or dead-letter one delivery, only if this consumer still owns it.
@@ -122,3 +137,15 @@ if not value then
 end
 return value
 """
+
+ENVELOPE_META = (
+    _ENVELOPE_FIELDS
+    + r"""
+-- The meta FETCH returned as '' for envelope ARGV[1]: the JSON array [tag, exchange,
+-- routing_key] it recorded from the envelope's own fields. For the rare envelope that cjson
+-- decodes and Python's json does not (numbers like 0x10 or 1., raw control characters in
+-- strings, bytes that are not UTF-8, nesting past Python's recursion limit). No keys.
+local ok, tag, ex, rk = envelope_fields(ARGV[1])
+return '[' .. cjson.encode(tag or '') .. ', ' .. cjson.encode(ex or '') .. ', ' .. cjson.encode(rk or '') .. ']'
+"""
+)
