@@ -398,13 +398,13 @@ class Dispatcher:
 
     def flush(self, at_least: int = 1, idle: bool = False) -> None:
         """Hand the collected results, acks, requeues, republishes and dead letters to the writer
-        thread, if there are ``at_least`` that many. A loop about to go ``idle`` with no task running
-        sends them itself when the writer thread has nothing to do: a lone result leaves at once,
-        and the loop has nothing else to do meanwhile (with tasks running it would hold up the
-        next start, so the writer thread sends those)."""
+        thread, if there are ``at_least`` that many. A loop about to go ``idle`` with nothing
+        waiting to start sends them itself when the writer thread has nothing to do: a lone result
+        or ack leaves without a thread hand-off, and the loop had nothing else to do meanwhile
+        (with tasks waiting for a slot it would hold up the next start, so the thread sends)."""
         if len(self._writes) >= at_least:
             writes, self._writes = self._writes, Writes()
-            if idle and not self._running:
+            if idle and not self._ready and self.pool.free_slots() > 0:
                 self.writer.send_now(writes)
             else:
                 self.writer.submit(writes)

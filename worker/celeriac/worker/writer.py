@@ -4,7 +4,7 @@ The engine hands over whatever it collected in a loop iteration and goes on; thi
 sends everything that piled up since its previous round trip in one call per kind. Under
 load the batches grow by themselves (while one ack round trip is in flight the next
 acks accumulate), and a busy engine never waits on the network. An engine going idle with
-no task running sends its last writes itself when this thread has nothing to do
+nothing waiting to start sends its last writes itself when this thread has nothing to do
 (:meth:`BrokerWriter.send_now`): a lone result reaches Redis without waking another thread.
 
 Deferred task outcomes (:attr:`~.jobs.JobResult.outcome`) are applied first, all their
