@@ -99,6 +99,8 @@ class RedisBroker(Broker):
         self._declared: set[str] = set()
         self._rotation = 0
         self._carry: tuple[Any, Any] | None = None
+        self._drained = False
+        """The last fetch took fewer messages than it could: the lists were empty then."""
         self._queue_of: dict[bytes, str] = {}
 
     @contextmanager
@@ -166,14 +168,21 @@ class RedisBroker(Broker):
     # -- consuming ----------------------------------------------------------------------
 
     def fetch(self, queues: list[str], max_count: int, timeout_s: float) -> list[Delivery]:
-        """Up to ``max_count`` deliveries in one script call; BRPOP only when all lists are empty."""
+        """Up to ``max_count`` deliveries in one script call; BRPOP only when all lists are empty.
+
+        After a fetch that emptied the lists, a blocking fetch goes straight to BRPOP (which
+        returns at once if something arrived since): an idle worker spends one round trip per
+        message arriving, not two, and none on the way to waiting for the next one.
+        """
         if not queues or max_count <= 0:
             return []
         order = self._rotated(queues)
         lists = [keys.queue_list(q, step, self.prefix) for step in keys.PRIORITY_STEPS for q in order]
         with self._errors("fetching"):
-            rows = self._run_fetch(lists, order, max_count, *(self._carry or (None, None)))
-            self._carry = None
+            rows: list[Any] = []
+            if not (self._drained and timeout_s > 0 and self._carry is None):
+                rows = self._run_fetch(lists, order, max_count, *(self._carry or (None, None)))
+                self._carry = None
             if not rows and timeout_s > 0:
                 popped = self.client.brpop(lists, timeout=timeout_s)
                 if popped is not None:
@@ -183,6 +192,7 @@ class RedisBroker(Broker):
                     rows = self._run_fetch(lists, order, max_count, *popped)
                     self._carry = None
         deliveries = self._deliveries(rows)
+        self._drained = len(deliveries) < max_count
         if deliveries:
             self._rotation += 1
         return deliveries
