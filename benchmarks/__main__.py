@@ -127,13 +127,14 @@ class Bench:
 
     def roundtrip(self, server: object) -> None:
         r = server.client()  # type: ignore[attr-defined]
-        for repeat in range(self.repeats):
-            for impl in order(repeat):
-                found = roundtrip_once(impl, server.url, r, self.sizes["rounds"],  # type: ignore[attr-defined]
-                                       warmup=self.sizes["warmup"])
-                for fraction, label in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
-                    add(self.metric("round trip", f"delay().get() {label}, prefork -c 2", "ms", LOWER), impl,
-                        found[fraction])
+        for pool, concurrency in CONFIGS:
+            for repeat in range(self.repeats):
+                for impl in order(repeat):
+                    found = roundtrip_once(impl, server.url, r, self.sizes["rounds"],  # type: ignore[attr-defined]
+                                           warmup=self.sizes["warmup"], pool=pool, concurrency=concurrency)
+                    for fraction, label in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
+                        add(self.metric("round trip", f"delay().get() {label}, {pool} -c {concurrency}", "ms", LOWER),
+                            impl, found[fraction])
 
     def results(self, server: object) -> None:
         r = server.client()  # type: ignore[attr-defined]

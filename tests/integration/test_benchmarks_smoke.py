@@ -39,7 +39,8 @@ def test_quick_run_prints_both_figures_and_the_ratio_for_every_comparison_and_th
     compared += [("memory", f"{pool}: {what}") for pool in ("prefork -c 2", "threads -c 8", "solo -c 1")
                  for what in ("idle (PSS, all processes)", "peak during drain")]
     compared += [("enqueue", "one producer, delay()"), ("result backend", "publish, run, store, get() all")]
-    compared += [("round trip", f"delay().get() {p}, prefork -c 2") for p in ("p50", "p90", "p99")]
+    compared += [("round trip", f"delay().get() {p}, {pool}") for p in ("p50", "p90", "p99")
+                 for pool in ("prefork -c 2", "threads -c 8", "solo -c 1")]
     for key in compared:
         assert key in rows, f"missing row {key}"
         _unit, _better, ours, theirs, ratio = rows[key]
