@@ -118,3 +118,16 @@ def test_after_a_backlog_drains_the_consumer_thread_picks_up_the_next_message(
     finally:
         worker.stop()
     worker.assert_engine_never_waits()
+
+
+@pytest.mark.parametrize(("pool", "concurrency", "batch_min"), [("prefork", 2, 6), ("threads", 8, 16), ("solo", 1, 2)])
+def test_a_pool_holding_jobs_ahead_fetches_bigger_batches(
+    app: Celeriac, pool: str, concurrency: int, batch_min: int
+) -> None:
+    # Window = 4 x concurrency; a busy loop fetches once half of it is free, plus what the pool
+    # holds ahead (a prefork child keeps a job in its pipe, so it works through the fetch).
+    worker = Worker(app, WorkerOptions(health_port=None, pool=pool, concurrency=concurrency))
+    try:
+        assert worker.fetch_batch_min == batch_min
+    finally:
+        worker.broker.close()

@@ -71,8 +71,6 @@ class Worker:
         if multiplier is None:
             multiplier = int(conf.worker_prefetch_multiplier)
         self.prefetch_limit = max(1, multiplier) * self.options.concurrency
-        self.fetch_batch_min = max(1, self.prefetch_limit // 2)
-        """Under load, fetch only once this much of the window is free (see :meth:`_room`)."""
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -80,6 +78,10 @@ class Worker:
         self._sleeping = False
         self.timers = Timers()
         self.pool = self._make_pool()
+        self.fetch_batch_min = max(1, min(self.prefetch_limit, self.prefetch_limit // 2 + self.pool.lookahead))
+        """Under load, fetch only once this much of the window is free (see :meth:`_room`): half of
+        it, plus what the pool holds ahead (a prefork child works through a fetch on the job in its
+        pipe, so the loop can wait for a bigger batch: fewer fetch calls per message)."""
         self.dispatch = Dispatcher(app, self.broker, state=self.state, pool=self.pool, timers=self.timers,
                                    options=self.options, stop_requested=self._stop_requested)
         self.consumer = Consumer(
@@ -335,9 +337,9 @@ class Worker:
     def _room(self) -> int:
         """How many messages the consumer may fetch now.
 
-        While the pool has work lined up, a fetch waits until half the prefetch window is free:
-        one round trip, one engine wake-up and one unacked write per batch instead of per
-        message. A pool slot with nothing ready to run always allows a fetch at once, so this
+        While the pool has work lined up, a fetch waits until :attr:`fetch_batch_min` places of the
+        prefetch window are free: one round trip, one engine wake-up and one unacked write per
+        batch instead of per message. A pool slot with nothing ready to run always allows a fetch at once, so this
         never idles the pool (ETA tasks filling the window included).
         """
         if self._warm:

@@ -47,6 +47,9 @@ Post = Callable[[Any], None]
 
 
 class Pool(Protocol):
+    lookahead: int
+    """Jobs the pool can hold besides the ones it runs (prefork: one in each child's pipe)."""
+
     def start(self) -> None: ...
 
     def free_slots(self) -> int: ...
@@ -73,6 +76,8 @@ class Pool(Protocol):
 
 class ThreadPool:
     """``size`` threads taking jobs from one queue; soft limits by async exception, no hard limits."""
+
+    lookahead = 0
 
     def __init__(self, app: Any, size: int, post: Post) -> None:
         self.app = app
@@ -162,6 +167,8 @@ class SoloPool:
     (not inside a blocking C call), as on ``threads``; hard limits and ``--terminate`` are not
     enforced.
     """
+
+    lookahead = 0
 
     def __init__(self, app: Any, while_running: Callable[[], None]) -> None:
         self.app = app

@@ -74,6 +74,7 @@ class PreforkPool:
         self.size = size
         self.post = post
         self.max_tasks_per_child = max_tasks_per_child
+        self.lookahead = size * LOOKAHEAD
         self._children: list[_Child] = []
         self._lock = threading.Lock()
         self._stopping = False
