@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from celeriac import states
@@ -61,7 +62,7 @@ class Held:
     started_s: float = 0.0
     job: Job | None = None
 
-    @property
+    @cached_property
     def delivery_info(self) -> dict[str, Any]:
         d = self.delivery
         return {"exchange": d.exchange, "routing_key": d.routing_key, "priority": d.priority,
@@ -89,6 +90,8 @@ class Dispatcher:
         self.writer = BrokerWriter(broker, app)
         self._writes = Writes()
         self._buckets: dict[str, TokenBucket | None] = {}
+        self._rate_limits = not app.conf.worker_disable_rate_limits
+        """Read once, as Celery's worker does at start."""
         self._declined = False
 
     # -- counting (prefetch window) ------------------------------------------------------------
@@ -194,7 +197,7 @@ class Dispatcher:
                     self.timers.add(wait_s, ("rate", held))
                 elif not self._start(held):  # prefork: a hard-limited task waits for an idle process
                     bucket = self._buckets.get(request.task)
-                    if bucket is not None and not self.app.conf.worker_disable_rate_limits:
+                    if bucket is not None and self._rate_limits:
                         bucket.give_back()
                     self._ready.appendleft(held)
                     self._declined = True
@@ -227,7 +230,7 @@ class Dispatcher:
         self._settle(held, self._writes.acks)
 
     def _rate_wait(self, held: Held) -> float:
-        if self.app.conf.worker_disable_rate_limits:
+        if not self._rate_limits:
             return 0.0
         name = held.request.task
         if name not in self._buckets:

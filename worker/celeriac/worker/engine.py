@@ -95,6 +95,7 @@ class Worker:
         self._refresh_s = 0.0
         self._solo_refreshed_s = 0.0
         self._stop_asked = False
+        self._prefetched = 0
         self.services: Services | None = None
 
     def _make_pool(self) -> Pool:
@@ -188,7 +189,10 @@ class Worker:
             if not self._warm:
                 self._run_ready()
             self.dispatch.flush(at_least=FLUSH_BATCH)
-            self.state.set_prefetched(self.dispatch.waiting_count())
+            prefetched = self.dispatch.waiting_count()
+            if prefetched != self._prefetched:
+                self._prefetched = prefetched
+                self.state.set_prefetched(prefetched)
             self._fetch_more()
             if self._finished():
                 return
