@@ -110,6 +110,7 @@ class Celeriac:
         self._broker: Any = None
         self._backend: RedisBackend | None = None
         self._pid = os.getpid()
+        self._inherited: list[Any] = []
         self.oid = str(uuid.uuid4())
         """Client id used as ``reply_to`` (Celery uses it for the rpc backend only)."""
         from celeriac.builtins import register_builtins  # lazily: builtins use the canvas
@@ -256,7 +257,12 @@ class Celeriac:
         pid = os.getpid()
         if pid != self._pid:
             self._pid = pid
-            self._broker = None  # the parent's sockets are not ours to use or close
+            # The parent's sockets are not ours to use or close. Their clients stay referenced so
+            # that their finalizers never run here: closing takes redis-py pool locks that another
+            # of the parent's threads may have held when it forked, and this process would wait
+            # for them forever (seen with prefork children replaced under load).
+            self._inherited.extend(client for client in (self._broker, self._backend) if client is not None)
+            self._broker = None
             self._backend = None
 
     @property
