@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -56,6 +56,14 @@ _STORE_SCRIPT_WIRE = "\n".join(
 _STORE_SHA = hashlib.sha1(_STORE_SCRIPT_WIRE.encode()).hexdigest()  # Redis names scripts by SHA-1
 
 _LOADED_ATTR = "_celeriac_store_script_loaded"
+
+class PreparedResult(NamedTuple):
+    """A result document ready to write: its key, encoded meta document and TTL (0 = none)."""
+
+    key: str
+    document: bytes
+    ttl_s: int
+
 
 MAX_VALUE_BYTES = 512 * 1024 * 1024
 """Redis's limit on a string value."""
@@ -179,8 +187,7 @@ class RedisBackend:
         expired, time limit, lost worker) also joins its chord, as Celery's
         ``mark_as_failure``/``mark_as_revoked`` do; the trace joins everything else itself.
         """
-        document = self.encode(self.meta_document(task_id, result, state, traceback, request))
-        self._queue_store(pipe, self.key_for(task_id), document, self._ttl_for(state))
+        self.store_prepared(self.prepare_result(task_id, result, state, traceback, request), pipe)
         joins = isinstance(request, TaskRequest) and bool(request.chord) and state in states.PROPAGATE_STATES
         if joins and self.app is not None:
             from celeriac.chord_counter import on_chord_part_return  # lazily: chord publishes through the app
@@ -189,6 +196,18 @@ class RedisBackend:
                 on_chord_part_return(self.app, request, state, result)
             except redis.exceptions.RedisError as exc:
                 raise BackendError(f"cannot join chord {request.group} in {self._where()}: {exc}") from exc
+
+    def prepare_result(
+        self, task_id: str, result: Any, state: str, traceback: str | None = None, request: Any = None
+    ) -> PreparedResult:
+        """What :meth:`store_result` writes, encoded: a prefork child builds it where the task ran,
+        so the parent process, which batches the writes, only queues the bytes."""
+        document = self.encode(self.meta_document(task_id, result, state, traceback, request))
+        return PreparedResult(self.key_for(task_id), document, self._ttl_for(state))
+
+    def store_prepared(self, prepared: PreparedResult, pipe: Any = None) -> None:
+        """Write a :meth:`prepare_result` (unless SUCCESS is already stored); into ``pipe`` if given."""
+        self._queue_store(pipe, prepared.key, prepared.document, prepared.ttl_s)
 
     def store_many(self, items: Iterable[tuple[str, Any, str, str | None, Any]]) -> None:
         """Store ``(task_id, result, state, traceback, request)`` items in one round trip."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac import states
 from celeriac.chord_counter import on_chord_part_return
-from celeriac.exceptions import Ignore, Reject, Retry, SerializationError
+from celeriac.exceptions import BackendError, Ignore, Reject, Retry, SerializationError
 from celeriac.protocol import TaskRequest
 from celeriac.result import EagerResult
 from celeriac.signature import Signature, signature, signature_list
@@ -30,6 +30,7 @@ from celeriac.task import Context, Task, current_task, pop_request, push_request
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
+    from celeriac.backend import PreparedResult
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,30 @@ class _StoredRequest:
         self.children = children
         self.delivery_info = dict(delivery_info)
         self.hostname = hostname
+
+
+def prepare_plain_success(
+    app: Celeriac,
+    task: Task,
+    request: TaskRequest,
+    outcome: Outcome,
+    *,
+    delivery_info: Mapping[str, Any],
+    hostname: str,
+) -> PreparedResult | None:
+    """For a SUCCESS that publishes and joins nothing (no callbacks, chain or chord) and stores its
+    result: that result, encoded as :func:`apply_outcome` would store it. A prefork child builds it
+    so the parent only queues bytes; None for anything else (or a value the serializer refuses),
+    which then takes :func:`apply_outcome` in full."""
+    if outcome.state != states.SUCCESS or request.callbacks or request.chain or request.chord:
+        return None
+    if _ignored(task, request):
+        return None
+    stored = _StoredRequest(request, list(outcome.children), delivery_info, hostname)
+    try:
+        return app.backend.prepare_result(request.id, outcome.retval, states.SUCCESS, request=stored)
+    except (SerializationError, BackendError):
+        return None
 
 
 def apply_outcome(

@@ -290,7 +290,7 @@ class Dispatcher:
     # -- settling ------------------------------------------------------------------------------
 
     def on_done(self, job: Job, result: JobResult) -> None:
-        if result.outcome is not None:
+        if result.deferred:
             self._writes.results.append((job, result))
         held = self._running.pop(job.task_id, None)
         if held is None:

@@ -59,6 +59,14 @@ class JobResult:
     outcome: Any = None
     """The :class:`celeriac.trace.Outcome`, when applying it (result write, callbacks) was left
     to the engine so that it can batch result writes; None when it was applied already."""
+    prepared: Any = None
+    """Instead of ``outcome``, for a plain SUCCESS: the :class:`~celeriac.backend.PreparedResult`
+    to write (:func:`celeriac.trace.prepare_plain_success`), built where the task ran."""
+
+    @property
+    def deferred(self) -> bool:
+        """Something is left for :func:`apply_result` to do."""
+        return self.outcome is not None or self.prepared is not None
 
 
 def execute_job(app: Any, job: Job, defer_apply: bool = False) -> JobResult:
@@ -86,13 +94,20 @@ def execute_job(app: Any, job: Job, defer_apply: bool = False) -> JobResult:
             exception_repr=repr(exc), traceback=tb.format_exc(),
         )
     result = summarize(request, outcome, time.monotonic() - started)
-    return replace(result, outcome=outcome) if defer_apply else result
+    if not defer_apply:
+        return result
+    prepared = trace.prepare_plain_success(app, task, request, outcome, delivery_info=job.delivery_info,
+                                           hostname=job.hostname)
+    return replace(result, prepared=prepared) if prepared is not None else replace(result, outcome=outcome)
 
 
 def apply_result(app: Any, job: Job, result: JobResult, pipe: Any = None) -> None:
     """Apply a deferred outcome: publish follow-ups, store the result (into ``pipe`` if given)."""
     from celeriac import trace
 
+    if result.prepared is not None:
+        app.backend.store_prepared(result.prepared, pipe)
+        return
     task = app.tasks[job.request.task]
     trace.apply_outcome(app, task, job.request, result.outcome, delivery_info=job.delivery_info,
                         hostname=job.hostname, pipe=pipe)
