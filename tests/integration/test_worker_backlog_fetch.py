@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from worker_process import wait_until
+from worker_thread import ThreadedWorker
 
 from celeriac import Celeriac
 from celeriac.worker import Worker, WorkerOptions
@@ -48,11 +49,11 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
     app.close()
 
 
-class FetchingWorker:
-    """``Worker.run()`` on a thread; every broker fetch is recorded as (thread name, timeout)."""
+class FetchingWorker(ThreadedWorker):
+    """A :class:`ThreadedWorker` recording every broker fetch as (thread name, timeout, size)."""
 
     def __init__(self, app: Celeriac, **options: Any) -> None:
-        self.worker = Worker(app, WorkerOptions(health_port=None, hostname="backlog@test", **options))
+        super().__init__(app, hostname="backlog@test", **options)
         self.fetches: list[tuple[str, float, int]] = []
         fetch = self.worker.broker.fetch
 
@@ -62,13 +63,7 @@ class FetchingWorker:
             return batch
 
         self.worker.broker.fetch = recorded  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self.worker.run, name="engine", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.worker.request_shutdown()
-        self.thread.join(timeout=DEADLINE_S)
-        assert not self.thread.is_alive(), "the worker did not stop"
+        self.start()
 
     def engine_batches(self) -> list[int]:
         """Sizes of the non-empty batches the engine fetched itself (never waiting: timeout 0)."""

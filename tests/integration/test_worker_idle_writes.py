@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from worker_process import wait_until
+from worker_thread import ThreadedWorker
 
 from celeriac import Celeriac
-from celeriac.worker import Worker, WorkerOptions
 from servers import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -40,12 +40,12 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
     app.close()
 
 
-class RecordingWorker:
-    """``Worker.run()`` on a thread named ``engine``; each batch the writer sends is recorded as
-    (sending thread, results, acks)."""
+class RecordingWorker(ThreadedWorker):
+    """A :class:`ThreadedWorker` recording each batch the writer sends as (sending thread,
+    results, acks)."""
 
     def __init__(self, app: Celeriac, **options: Any) -> None:
-        self.worker = Worker(app, WorkerOptions(health_port=None, hostname="idle@test", **options))
+        super().__init__(app, hostname="idle@test", **options)
         self.sends: list[tuple[str, int, int]] = []
         writer = self.worker.dispatch.writer
         send = writer._send
@@ -55,13 +55,7 @@ class RecordingWorker:
             return send(batch)
 
         writer._send = recorded  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self.worker.run, name="engine", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.worker.request_shutdown()
-        self.thread.join(timeout=DEADLINE_S)
-        assert not self.thread.is_alive(), "the worker did not stop"
+        self.start()
 
 
 @pytest.mark.parametrize("task", ["idle_writes.add", "idle_writes.add_late"])

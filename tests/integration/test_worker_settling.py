@@ -8,7 +8,6 @@ The worker runs in this process on a thread (real Redis, real pool), so the test
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -19,10 +18,10 @@ import redis
 from celery import Celery
 from kombu import pools as kombu_pools
 from worker_process import wait_until
+from worker_thread import ThreadedWorker
 
 from celeriac import Celeriac, ChordError, Signature, states
 from celeriac.canvas import chord
-from celeriac.worker import Worker, WorkerOptions
 from servers import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -65,27 +64,15 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
     app.close()
 
 
-class RunningWorker:
-    """``Worker(app, options).run()`` on a thread, with every state transition recorded."""
+class RunningWorker(ThreadedWorker):
+    """A :class:`ThreadedWorker` with every state transition recorded."""
 
     def __init__(self, app: Celeriac, **options: Any) -> None:
-        options.setdefault("health_port", None)
         options.setdefault("hostname", "settling@test")
-        self.worker = Worker(app, WorkerOptions(**options))
+        super().__init__(app, **options)
         self.transitions: list[tuple[str, dict[str, Any]]] = []
         self.worker.state.add_listener(lambda kind, fields: self.transitions.append((kind, fields)))
-        self.exit_code: int | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.exit_code = self.worker.run()
-
-    def stop(self, cold: bool = False) -> int | None:
-        self.worker.request_shutdown(cold=cold)
-        self.thread.join(timeout=DEADLINE_S)
-        assert not self.thread.is_alive(), "the worker did not stop"
-        return self.exit_code
+        self.start()
 
     def revoked_events(self) -> list[dict[str, Any]]:
         return [fields for kind, fields in self.transitions if kind == "task-revoked"]

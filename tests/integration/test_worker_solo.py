@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,9 +16,9 @@ import redis
 from celery import Celery
 from cli_support import http_get
 from worker_process import WorkerProcess, wait_until
+from worker_thread import ThreadedWorker
 
 from celeriac import Celeriac
-from celeriac.worker import Worker, WorkerOptions
 from celeriac.worker.health import HealthServer
 from servers import RedisServer
 
@@ -145,25 +144,11 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
     app.close()
 
 
-class RunningWorker:
-    """``Worker(app, options).run()`` on a thread of this process."""
-
-    def __init__(self, app: Celeriac, **options: Any) -> None:
-        self.worker = Worker(app, WorkerOptions(health_port=None, hostname="solo@test", **options))
-        self.thread = threading.Thread(target=self.worker.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.worker.request_shutdown()
-        self.thread.join(timeout=RESULT_TIMEOUT_S)
-        assert not self.thread.is_alive(), "the worker did not stop"
-
-
 def test_long_solo_task_keeps_livez_healthy_and_its_early_ack_is_sent_while_it_runs(
     app: Celeriac, redis_server: RedisServer
 ) -> None:
     client = redis_server.client()
-    running = RunningWorker(app, pool="solo")
+    running = ThreadedWorker(app, hostname="solo@test", pool="solo").start()
     health = HealthServer(running.worker.state, port=0, host="127.0.0.1", stale_after_s=STALE_AFTER_S)
     health.start()
     try:
