@@ -57,6 +57,7 @@ _STORE_SHA = hashlib.sha1(_STORE_SCRIPT_WIRE.encode()).hexdigest()  # Redis name
 
 _LOADED_ATTR = "_celeriac_store_script_loaded"
 
+
 class PreparedResult(NamedTuple):
     """A result document ready to write: its key, encoded meta document and TTL (0 = none)."""
 

@@ -251,14 +251,14 @@ class TaskRequest:
     def time_limit(self) -> float | None:
         return self.timelimit[0]
 
+    @property
+    def soft_time_limit(self) -> float | None:
+        return self.timelimit[1]
+
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled (to prefork children) as one tuple of field values: a slotted dataclass's own
         state methods set each field from Python, which cost twice as much."""
         return TaskRequest, _request_fields(self)
-
-    @property
-    def soft_time_limit(self) -> float | None:
-        return self.timelimit[1]
 
 
 _request_fields = attrgetter(*(f.name for f in fields(TaskRequest)))

@@ -17,7 +17,8 @@ import time
 import traceback as tb_module
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
@@ -56,8 +57,10 @@ class Outcome:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled (from prefork children) as one tuple, like :class:`~celeriac.protocol.TaskRequest`."""
-        return Outcome, (self.state, self.retval, self.traceback, self.runtime_s, self.children, self.retry,
-                         self.requeue, self.exc_type)
+        return Outcome, _outcome_fields(self)
+
+
+_outcome_fields = attrgetter(*(f.name for f in fields(Outcome)))
 
 
 def _format_traceback(exc: BaseException) -> str:

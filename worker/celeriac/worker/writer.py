@@ -170,6 +170,7 @@ class BrokerWriter:
             except Exception:
                 log.exception("applying the outcome of %s[%s] failed", job.request.task, job.task_id)
         tags = [d.delivery_tag for d in acks]
+        result_commands = len(pipe)
         if tags and self._queue_ack is not None:  # the caller passes acks only when it is set
             self._queue_ack(pipe, tags)
         try:
@@ -177,8 +178,8 @@ class BrokerWriter:
         except Exception as exc:
             log.error("could not store results of %s: %s", ", ".join(job.task_id for job, _ in results), exc)
             return False
-        ack_replies = replies[len(replies) - 2:] if tags else []
-        failed = [r for r in replies[: len(replies) - len(ack_replies)] if isinstance(r, Exception)]
+        ack_replies = replies[result_commands:]
+        failed = [r for r in replies[:result_commands] if isinstance(r, Exception)]
         if failed:
             log.error("could not store results of %s: %s", ", ".join(job.task_id for job, _ in results), failed[0])
         return bool(tags) and not any(isinstance(r, Exception) for r in ack_replies)
