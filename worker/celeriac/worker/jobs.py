@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 import traceback as tb
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -93,12 +93,14 @@ def execute_job(app: Any, job: Job, defer_apply: bool = False) -> JobResult:
             request.id, request.task, states.FAILURE, time.monotonic() - started,
             exception_repr=repr(exc), traceback=tb.format_exc(),
         )
-    result = summarize(request, outcome, time.monotonic() - started)
+    runtime_s = time.monotonic() - started
     if not defer_apply:
-        return result
+        return summarize(request, outcome, runtime_s)
     prepared = trace.prepare_plain_success(app, task, request, outcome, delivery_info=job.delivery_info,
                                            hostname=job.hostname)
-    return replace(result, prepared=prepared) if prepared is not None else replace(result, outcome=outcome)
+    if prepared is not None:
+        return summarize(request, outcome, runtime_s, prepared=prepared)
+    return summarize(request, outcome, runtime_s, deferred_outcome=outcome)
 
 
 def apply_result(app: Any, job: Job, result: JobResult, pipe: Any = None) -> None:
@@ -113,8 +115,11 @@ def apply_result(app: Any, job: Job, result: JobResult, pipe: Any = None) -> Non
                         hostname=job.hostname, pipe=pipe)
 
 
-def summarize(request: TaskRequest, outcome: Any, runtime_s: float) -> JobResult:
-    """Reduce a :class:`celeriac.trace.Outcome` to a :class:`JobResult`."""
+def summarize(
+    request: TaskRequest, outcome: Any, runtime_s: float, *, deferred_outcome: Any = None, prepared: Any = None
+) -> JobResult:
+    """Reduce a :class:`celeriac.trace.Outcome` to a :class:`JobResult`; ``deferred_outcome`` or
+    ``prepared`` is what is left for the engine to apply (:attr:`JobResult.outcome`/``prepared``)."""
     state = str(outcome.state)
     retval = outcome.retval
     failed = isinstance(retval, BaseException)
@@ -127,6 +132,8 @@ def summarize(request: TaskRequest, outcome: Any, runtime_s: float) -> JobResult
         exception_repr=_safe_repr(retval) if failed else "",
         traceback=str(outcome.traceback or ""),
         requeue=bool(outcome.requeue),
+        outcome=deferred_outcome,
+        prepared=prepared,
     )
 
 
