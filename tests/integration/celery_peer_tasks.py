@@ -21,3 +21,20 @@ _redis = redis.Redis.from_url(URL)
 def record(tag: str) -> str:
     _redis.rpush("executions", tag)
     return tag
+
+
+_blocking = redis.Redis.from_url(URL, socket_timeout=None)  # ``hold`` waits longer than the default timeout
+
+
+@app.task(name="tests.hold")
+def hold(tag: str, timeout_s: float = 60.0) -> str:
+    """As ``worker_tasks.hold``: mark started, wait for ``release:<tag>``, then record."""
+    _blocking.rpush("started", tag)
+    _blocking.blpop([f"release:{tag}"], timeout=timeout_s)
+    _redis.rpush("executions", tag)
+    return tag
+
+
+@app.task(name="tests.hold_late", acks_late=True)
+def hold_late(tag: str, timeout_s: float = 60.0) -> str:
+    return hold(tag, timeout_s)

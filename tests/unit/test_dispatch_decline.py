@@ -98,7 +98,7 @@ def test_declined_start_leaves_the_message_ready_and_unacked_until_the_pool_acce
     dispatch.run_ready()
     assert pool.offered == ["t1"]
     assert pool.started == []
-    assert (dispatch.running_count(), dispatch.waiting_count(), dispatch.held_count()) == (0, 1, 1)
+    assert (dispatch.running_count(), dispatch.waiting_count(), dispatch.unacked_count()) == (0, 1, 1)
     assert not dispatch.runnable()  # so the loop sleeps until a pool event, instead of spinning
     assert state.active_count() == 0
     assert [r["id"] for r in state.reserved_requests()] == ["t1"]

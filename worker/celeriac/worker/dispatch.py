@@ -1,7 +1,7 @@
 """What the engine does with each message: decode, hold, start, settle.
 
 Every method runs on the engine's loop, except :meth:`Dispatcher.reserve`,
-:meth:`Dispatcher.held_count_threadsafe` (consumer thread) and :meth:`Dispatcher.mark_revoked`
+:meth:`Dispatcher.unacked_count` (consumer thread) and :meth:`Dispatcher.mark_revoked`
 (control thread). Broker writes are collected per loop iteration and handed by
 :meth:`Dispatcher.flush` to a :class:`~.writer.BrokerWriter` thread, which batches them further.
 """
@@ -94,7 +94,7 @@ class Dispatcher:
         """Read once, as Celery's worker does at start."""
         self._declined = False
 
-    # -- counting (prefetch window) ------------------------------------------------------------
+    # -- counting (prefetch window: unacknowledged messages) ------------------------------------
 
     def reserve(self, n: int) -> None:
         """The consumer took ``n`` messages (called before it posts them)."""
@@ -105,12 +105,12 @@ class Dispatcher:
         with self._count_lock:
             self._count -= 1
 
-    def held_count_threadsafe(self) -> int:
+    def unacked_count(self) -> int:
+        """Messages taken and not acknowledged yet: the prefetch window's measure, as in kombu's
+        QoS (waiting or ETA-held ones, and running ones until their late ack; an early-acked
+        running task no longer counts)."""
         with self._count_lock:
             return self._count
-
-    def held_count(self) -> int:
-        return self.held_count_threadsafe()
 
     def running_count(self) -> int:
         return len(self._running)
@@ -346,6 +346,7 @@ class Dispatcher:
     def _ack(self, held: Held) -> None:
         held.acked = True
         self._writes.acks.append(held.delivery)
+        self._release()  # an acknowledged message leaves the prefetch window, as in kombu's QoS
 
     def _settle(self, held: Held, into: list[Delivery]) -> None:
         """Forget ``held``; its delivery goes to acks, requeues or republishes (unless acked already).
@@ -355,6 +356,7 @@ class Dispatcher:
         """
         if held.status == "done":
             return
+        in_window = not held.acked
         if into is not self._writes.acks:
             self.state.on_requeued(held.request.id)
         if not (held.acked and into is self._writes.acks):
@@ -362,7 +364,8 @@ class Dispatcher:
         held.acked = held.acked or into is self._writes.acks
         held.status = "done"
         self._held.pop(held, None)
-        self._release()
+        if in_window:
+            self._release()
 
     def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         log.error("dead-lettering message %s from queue %r: %s", delivery.delivery_tag, delivery.queue, reason)

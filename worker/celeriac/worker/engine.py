@@ -78,10 +78,11 @@ class Worker:
         self._sleeping = False
         self.timers = Timers()
         self.pool = self._make_pool()
-        self.fetch_batch_min = max(1, min(self.prefetch_limit, self.prefetch_limit // 2 + self.pool.lookahead))
-        """Under load, fetch only once this much of the window is free (see :meth:`_room`): half of
-        it, plus what the pool holds ahead (a prefork child works through a fetch on the job in its
-        pipe, so the loop can wait for a bigger batch: fewer fetch calls per message)."""
+        self.fetch_batch_min = self.prefetch_limit if self.pool.lookahead else max(1, self.prefetch_limit // 2)
+        """Under load, fetch only once this much of the window is free (see :meth:`_room`). A pool
+        holding jobs ahead of its running ones (a prefork child's pipe) works through a fetch on
+        them, so the loop waits until the whole window is free: the biggest batch, the fewest
+        fetch calls per message. Other pools fetch at half, so their slots never wait for one."""
         self.dispatch = Dispatcher(app, self.broker, state=self.state, pool=self.pool, timers=self.timers,
                                    options=self.options, stop_requested=self._stop_requested)
         self.consumer = Consumer(
@@ -296,7 +297,8 @@ class Worker:
     def _finished(self) -> bool:
         if self._cold or (self._warm and self.dispatch.running_count() == 0):
             return True
-        if self.options.burst and self._idle_seen and self.dispatch.held_count() == 0:
+        dispatch = self.dispatch
+        if self.options.burst and self._idle_seen and dispatch.unacked_count() == 0 and dispatch.running_count() == 0:
             log.info("burst mode: queues are empty and nothing is held; exiting")
             return True
         return False
@@ -341,14 +343,16 @@ class Worker:
     def _room(self) -> int:
         """How many messages the consumer may fetch now.
 
-        While the pool has work lined up, a fetch waits until :attr:`fetch_batch_min` places of the
-        prefetch window are free: one round trip, one engine wake-up and one unacked write per
-        batch instead of per message. A pool slot with nothing ready to run always allows a fetch at once, so this
-        never idles the pool (ETA tasks filling the window included).
+        The prefetch window counts unacknowledged messages, as kombu's QoS does for Celery: with
+        early acks a running task has left it. While the pool has work lined up, a fetch waits
+        until :attr:`fetch_batch_min` places of the window are free: one round trip, one engine
+        wake-up and one unacked write per batch instead of per message. A pool slot with nothing
+        ready to run always allows a fetch at once, so this never idles the pool (ETA tasks
+        filling the window included).
         """
         if self._warm:
             return 0
-        room = self.prefetch_limit - self.dispatch.held_count_threadsafe()
+        room = self.prefetch_limit - self.dispatch.unacked_count()
         if room < self.fetch_batch_min and not self.dispatch.starving():
             return 0
         return room
