@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from broker_support import msg
 
-from celeriac.brokers import connect
+from celeriac.brokers import BrokerConnectionError, connect
 from celeriac.brokers.redis import RedisBroker
 
 pytestmark = pytest.mark.integration
@@ -69,3 +69,29 @@ def test_a_non_blocking_fetch_never_waits_even_after_the_queue_was_emptied(
     client.config_resetstat()
     assert task_ids(broker.fetch(["q"], 4, 0.0)) == ["m0"]
     assert calls(client) == {"brpop": 0, "evalsha": 1}
+
+
+def test_a_fetch_after_the_script_cache_was_flushed_loads_the_script_again(
+    broker: RedisBroker, redis_server: Any
+) -> None:
+    client = redis_server.client()
+    broker.publish(msg("m0"), queue="q")
+    assert task_ids(broker.fetch(["q"], 4, 0.0)) == ["m0"]
+    client.script_flush()  # as after a Redis restart: the fetch script is gone
+    broker.publish(msg("m1"), queue="q")
+    assert task_ids(broker.fetch(["q"], 4, 0.0)) == ["m1"]
+    assert client.hlen("unacked") == 2
+
+
+def test_a_fetch_after_its_connection_was_killed_reports_it_and_the_next_one_reconnects(
+    broker: RedisBroker, redis_server: Any
+) -> None:
+    client = redis_server.client()
+    broker.publish(msg("m0"), queue="q")
+    assert task_ids(broker.fetch(["q"], 4, 0.0)) == ["m0"]
+    client.client_kill_filter(_type="normal", skipme=True)  # every other connection: the broker's
+    broker.publish(msg("m1"), queue="q")
+    with pytest.raises(BrokerConnectionError):
+        broker.fetch(["q"], 4, 0.0)
+    assert task_ids(broker.fetch(["q"], 4, 0.0)) == ["m1"]
+    assert client.hlen("unacked") == 2

@@ -27,9 +27,11 @@ Consuming differs from kombu on purpose, to be fast and safe:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -92,7 +94,7 @@ class RedisBroker(Broker):
         self.unacked_key = f"{self.prefix}{options.get('unacked_key', keys.UNACKED)}"
         self.unacked_index_key = f"{self.prefix}{options.get('unacked_index_key', keys.UNACKED_INDEX)}"
         self.unacked_mutex_key = f"{self.prefix}{options.get('unacked_mutex_key', keys.UNACKED_MUTEX)}"
-        self._fetch = self.client.register_script(scripts.FETCH)
+        self._fetch_sha = hashlib.sha1(scripts.FETCH.encode()).hexdigest()  # Redis names scripts by SHA-1
         self._settle = self.client.register_script(scripts.SETTLE)
         self._claim = self.client.register_script(scripts.CLAIM_RESTORE)
         self._meta = self.client.register_script(scripts.ENVELOPE_META)
@@ -102,6 +104,11 @@ class RedisBroker(Broker):
         self._drained = False
         """The last fetch took fewer messages than it could: the lists were empty then."""
         self._queue_of: dict[bytes, str] = {}
+        self._lists: dict[tuple[str, ...], list[str]] = {}
+        """The lists of each queue order fetched (every priority list of every queue), built once."""
+        self._fetch_lock = threading.Lock()
+        self._fetch_conn: Any = None
+        """A connection of the client's pool kept for fetching: see :meth:`_fetch_call`."""
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -177,14 +184,19 @@ class RedisBroker(Broker):
         if not queues or max_count <= 0:
             return []
         order = self._rotated(queues)
-        lists = [keys.queue_list(q, step, self.prefix) for step in keys.PRIORITY_STEPS for q in order]
+        lists = self._lists.get(tuple(order))
+        if lists is None:
+            if len(self._lists) >= _QUEUE_CACHE_SIZE:
+                self._lists.clear()
+            lists = self._lists[tuple(order)] = [keys.queue_list(q, step, self.prefix)
+                                                 for step in keys.PRIORITY_STEPS for q in order]
         with self._errors("fetching"):
             rows: list[Any] = []
             if not (self._drained and timeout_s > 0 and self._carry is None):
                 rows = self._run_fetch(lists, order, max_count, *(self._carry or (None, None)))
                 self._carry = None
             if not rows and timeout_s > 0:
-                popped = self.client.brpop(lists, timeout=timeout_s)
+                popped = self._fetch_call("BRPOP", *lists, timeout_s)
                 if popped is not None:
                     # Held here until the script has recorded it: if the script call fails
                     # (connection lost), the next fetch records it, or close() pushes it back.
@@ -202,9 +214,35 @@ class RedisBroker(Broker):
         return queues[shift:] + queues[:shift]
 
     def _run_fetch(self, lists: list[str], order: list[str], max_count: int, carry_key: Any, carry: Any) -> list[Any]:
-        args: list[Any] = [max_count, repr(time.time()), len(order), carry_key or "", carry or "", *order]
-        result = self._fetch(keys=[self.unacked_key, self.unacked_index_key, *lists], args=args)
+        call = ("EVALSHA", self._fetch_sha, 2 + len(lists), self.unacked_key, self.unacked_index_key, *lists,
+                max_count, repr(time.time()), len(order), carry_key or "", carry or "", *order)
+        try:
+            result = self._fetch_call(*call)
+        except redis.exceptions.NoScriptError:  # a new, restarted or flushed Redis: load it (again)
+            self._fetch_call("SCRIPT", "LOAD", scripts.FETCH)
+            result = self._fetch_call(*call)
         return list(result or [])
+
+    def _fetch_call(self, *command: Any) -> Any:
+        """``command``'s reply, on the connection kept for fetching (one fetch at a time).
+
+        The worker's most frequent calls go through redis-py's connection directly: its client
+        layer (pool checkout, retry wrapper, reply callbacks) costs more CPU per call than the
+        fetch reply's own parsing. A connection left in an unknown state by an error is closed;
+        the next call reconnects.
+        """
+        with self._fetch_lock:
+            conn = self._fetch_conn
+            if conn is None:
+                conn = self._fetch_conn = self.client.connection_pool.get_connection()
+            try:
+                conn.send_command(*command)
+                return conn.read_response()
+            except redis.exceptions.ResponseError:
+                raise  # the reply was read whole: the connection is fine
+            except BaseException:
+                conn.disconnect()
+                raise
 
     def _deliveries(self, rows: list[Any]) -> list[Delivery]:
         """Deliveries from the script's reply: ``list_key, envelope, meta`` per message.
@@ -421,6 +459,10 @@ class RedisBroker(Broker):
                 self._carry = None
             except RECOVERABLE as exc:
                 log.error("could not push back a message popped from %s before closing: %s", list_key, exc)
+        with self._fetch_lock:
+            if self._fetch_conn is not None:
+                self.client.connection_pool.release(self._fetch_conn)
+                self._fetch_conn = None
         self.client.close()
 
 
