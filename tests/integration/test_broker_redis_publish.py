@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis.exceptions
 from kombu import Connection, Exchange, Queue
 
 from celeriac import keys
@@ -127,3 +128,29 @@ def test_named_exchange_routes_through_kombu_bindings(redis_server: Any, client:
     envelope = json.loads(client.lindex("direct_q", 0))
     assert envelope["properties"]["delivery_info"] == {"exchange": "tasks", "routing_key": "a.b"}
     broker.close()
+
+
+def test_a_publish_rejected_by_redis_raises_and_the_next_publish_succeeds(redis_server: Any, client: Any) -> None:
+    broker = connect(redis_server.url, {})
+    try:
+        client.set("taken", "not a list")
+        with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+            broker.publish(message(), queue="taken")
+        broker.publish(message(), queue="q")  # the connection read every reply: still usable
+        assert client.llen("q") == 1
+        assert client.sismember(keys.binding_key("q"), keys.binding_member("q", "q"))
+    finally:
+        broker.close()
+
+
+def test_a_publish_after_its_connection_was_killed_reconnects_and_sends_once(
+    redis_server: Any, client: Any
+) -> None:
+    broker = connect(redis_server.url, {})
+    try:
+        broker.publish(message(), queue="q")
+        client.client_kill_filter(_type="normal", skipme=True)  # the broker's pooled connection
+        broker.publish(message(), queue="q")
+        assert client.llen("q") == 2
+    finally:
+        broker.close()

@@ -123,22 +123,32 @@ class RedisBroker(Broker):
 
     def declare_queue(self, queue: str) -> None:
         with self._errors(f"declaring queue {queue!r}"):
-            pipe = self.client.pipeline(transaction=False)
-            self._declare(pipe, queue)
-            pipe.execute()
+            self._round_trip(self._declare(queue))
         self._declared.add(queue)
 
-    def _declare(self, pipe: Any, queue: str) -> None:
+    def _declare(self, queue: str) -> list[tuple[Any, ...]]:
         member = keys.binding_member(queue, queue)
-        pipe.sadd(keys.binding_key(queue, self.prefix), member)
-        pipe.sadd(keys.binding_permanent_key(queue, self.prefix), member)
+        return [("SADD", keys.binding_key(queue, self.prefix), member),
+                ("SADD", keys.binding_permanent_key(queue, self.prefix), member)]
+
+    def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """The replies to ``commands``, sent together on a pool connection, with the client's retry
+        policy; through redis-py's connection calls, since its pipeline layer costs more CPU than
+        the round trip itself (~80 µs of a ~140 µs ``delay()`` here)."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            return conn.retry.call_with_retry(  # type: ignore[no-any-return]
+                lambda: _send_and_read(conn, commands), lambda _error: conn.disconnect())
+        finally:
+            pool.release(conn)
 
     def publish_many(self, items: Iterable[PublishItem]) -> None:
-        """LPUSH every item (declaring new queues first) in one non-transactional pipeline."""
+        """LPUSH every item (declaring new queues first) in one round trip."""
         batch = list(items)
         declared: set[str] = set()
+        commands: list[tuple[Any, ...]] = []
         with self._errors("publishing"):
-            pipe = self.client.pipeline(transaction=False)
             for item in batch:
                 rk = item.routing_key if item.routing_key is not None else (item.queue or "")
                 targets = [item.queue] if item.queue else self._route(item.exchange, rk)
@@ -149,10 +159,12 @@ class RedisBroker(Broker):
                 raw = dumps(envelope)
                 for queue in targets:
                     if queue not in self._declared and queue not in declared and not item.exchange:
-                        self._declare(pipe, queue)
+                        commands += self._declare(queue)
                         declared.add(queue)
-                    pipe.lpush(keys.queue_list(queue, envelope["properties"]["priority"], self.prefix), raw)
-            pipe.execute()
+                    commands.append(("LPUSH", keys.queue_list(queue, envelope["properties"]["priority"], self.prefix),
+                                     raw))
+            if commands:
+                self._round_trip(commands)
         self._declared |= declared
 
     def _route(self, exchange: str, routing_key: str) -> list[str]:
@@ -464,6 +476,26 @@ class RedisBroker(Broker):
                 self.client.connection_pool.release(self._fetch_conn)
                 self._fetch_conn = None
         self.client.close()
+
+
+def _send_and_read(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` on ``conn`` at once and read every reply; the first error reply is raised
+    once all are read (the connection stays usable), anything else closes the connection."""
+    try:
+        conn.send_packed_command(conn.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        conn.disconnect()
+        raise
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
+    return replies
 
 
 def _loads_meta(meta: bytes) -> tuple[str, str, str]:
