@@ -14,6 +14,7 @@ from celeriac import Celeriac
 from celeriac.protocol import build_task_message, decode_task_message
 from celeriac.serialization import accept_set
 from celeriac.worker.jobs import Job, apply_result, execute_job
+from celeriac.worker.writer import BrokerWriter, Writes
 from servers import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -85,3 +86,24 @@ def test_anything_but_a_plain_stored_success_takes_the_full_path(
     result = execute_job(app, job(task_id, name, args, **options), defer_apply=True)
     assert result.prepared is None
     assert result.outcome is not None
+
+
+def test_the_writer_stores_consecutive_prepared_results_with_one_script_call_each_guarded(
+    app: Celeriac, redis_server: RedisServer
+) -> None:
+    client = redis_server.client()
+    app.backend.store_result("p2", 99, "SUCCESS")  # already SUCCESS: the batch must not overwrite it
+    jobs = [job(f"p{n}", "prepared.add", (n, n)) for n in range(1, 5)]
+    failing = job("f1", "prepared.fail")
+    batch = [(j, execute_job(app, j, defer_apply=True)) for j in [*jobs[:2], failing, *jobs[2:]]]
+    client.config_resetstat()
+    writer = BrokerWriter(app.broker, app)
+    writer.start()
+    try:
+        writer.submit(Writes(results=batch))
+    finally:
+        writer.stop()
+    # p1, p2 | f1 (full path) | p3, p4: two store calls for the four prepared results, one for f1.
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] == 3
+    assert [stored(client, f"p{n}")["result"] for n in range(1, 5)] == [2, 99, 6, 8]
+    assert stored(client, "f1")["status"] == "FAILURE"

@@ -20,7 +20,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -32,20 +32,28 @@ from celeriac.protocol import TaskRequest
 from celeriac.serialization import JSON, codec, dumps, exception_to_dict, loads
 
 _STORE_SCRIPT = """
--- KEYS[1]: celery-task-meta-<id>.  ARGV[1]: meta document.  ARGV[2]: TTL in seconds, 0 = none.
--- Skip the write when the stored document is already SUCCESS (Celery's dedupe guard).
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, doc = pcall(cjson.decode, current)
-  if ok and type(doc) == 'table' and doc['status'] == 'SUCCESS' then return 0 end
+-- KEYS[i]: celery-task-meta-<id>.  ARGV[2i-1]: its meta document.  ARGV[2i]: its TTL in seconds, 0 = none.
+-- Each write is skipped when the stored document is already SUCCESS (Celery's dedupe guard).
+local stored = 0
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  local done = false
+  if current then
+    local ok, doc = pcall(cjson.decode, current)
+    done = ok and type(doc) == 'table' and doc['status'] == 'SUCCESS'
+  end
+  if not done then
+    local document, ttl = ARGV[2 * i - 1], tonumber(ARGV[2 * i])
+    if ttl > 0 then
+      redis.call('SETEX', key, ttl, document)
+    else
+      redis.call('SET', key, document)
+    end
+    redis.call('PUBLISH', key, document)
+    stored = stored + 1
+  end
 end
-if tonumber(ARGV[2]) > 0 then
-  redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
+return stored
 """
 
 _STORE_SCRIPT_WIRE = "\n".join(
@@ -188,7 +196,7 @@ class RedisBackend:
         expired, time limit, lost worker) also joins its chord, as Celery's
         ``mark_as_failure``/``mark_as_revoked`` do; the trace joins everything else itself.
         """
-        self.store_prepared(self.prepare_result(task_id, result, state, traceback, request), pipe)
+        self.store_prepared([self.prepare_result(task_id, result, state, traceback, request)], pipe)
         joins = isinstance(request, TaskRequest) and bool(request.chord) and state in states.PROPAGATE_STATES
         if joins and self.app is not None:
             from celeriac.chord_counter import on_chord_part_return  # lazily: chord publishes through the app
@@ -206,9 +214,11 @@ class RedisBackend:
         document = self.encode(self.meta_document(task_id, result, state, traceback, request))
         return PreparedResult(self.key_for(task_id), document, self._ttl_for(state))
 
-    def store_prepared(self, prepared: PreparedResult, pipe: Any = None) -> None:
-        """Write a :meth:`prepare_result` (unless SUCCESS is already stored); into ``pipe`` if given."""
-        self._queue_store(pipe, prepared.key, prepared.document, prepared.ttl_s)
+    def store_prepared(self, prepared: Sequence[PreparedResult], pipe: Any = None) -> None:
+        """Write :meth:`prepare_result` documents (each unless SUCCESS is already stored) with one
+        script call; into ``pipe`` if given."""
+        if prepared:
+            self._queue_store(pipe, [p.key for p in prepared], [a for p in prepared for a in (p.document, p.ttl_s)])
 
     def store_many(self, items: Iterable[tuple[str, Any, str, str | None, Any]]) -> None:
         """Store ``(task_id, result, state, traceback, request)`` items in one round trip."""
@@ -217,7 +227,7 @@ class RedisBackend:
                 self.store_result(task_id, result, state, traceback, request, pipe=pipe)
             self._execute(pipe)
 
-    def _queue_store(self, pipe: Any, key: str, document: bytes, ttl_s: int) -> None:
+    def _queue_store(self, pipe: Any, result_keys: list[str], args: list[Any]) -> None:
         if pipe is not None:
             # A pipeline cannot recover from NOSCRIPT (a Redis restart), so its first store loads
             # the script and every store after it in the same pipeline finds it: one script text
@@ -225,16 +235,16 @@ class RedisBackend:
             if not getattr(pipe, _LOADED_ATTR, False):
                 pipe.script_load(_STORE_SCRIPT_WIRE)
                 setattr(pipe, _LOADED_ATTR, True)
-            pipe.evalsha(_STORE_SHA, 1, key, document, ttl_s)
+            pipe.evalsha(_STORE_SHA, len(result_keys), *result_keys, *args)
             return
         try:
             if self._store_sha is None:
                 self._store_sha = str(self.client.script_load(_STORE_SCRIPT_WIRE))
             try:
-                self.client.evalsha(self._store_sha, 1, key, document, ttl_s)
+                self.client.evalsha(self._store_sha, len(result_keys), *result_keys, *args)
             except redis.exceptions.NoScriptError:
                 self._store_sha = None
-                self.client.eval(_STORE_SCRIPT_WIRE, 1, key, document, ttl_s)
+                self.client.eval(_STORE_SCRIPT_WIRE, len(result_keys), *result_keys, *args)
         except redis.exceptions.ConnectionError as exc:
             raise BackendError(f"cannot store result in {self._where()}: {exc}") from exc
 

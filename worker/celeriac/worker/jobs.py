@@ -108,7 +108,7 @@ def apply_result(app: Any, job: Job, result: JobResult, pipe: Any = None) -> Non
     from celeriac import trace
 
     if result.prepared is not None:
-        app.backend.store_prepared(result.prepared, pipe)
+        app.backend.store_prepared([result.prepared], pipe)
         return
     task = app.tasks[job.request.task]
     trace.apply_outcome(app, task, job.request, result.outcome, delivery_info=job.delivery_info,

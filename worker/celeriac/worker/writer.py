@@ -8,7 +8,8 @@ nothing waiting to start sends its last writes itself when this thread has nothi
 (:meth:`BrokerWriter.send_now`): a lone result reaches Redis without waking another thread.
 
 Deferred task outcomes (:attr:`~.jobs.JobResult.outcome`) are applied first, all their
-result writes in one pipeline, so a late ack never precedes its result. When the broker and
+result writes in one pipeline (plain results prepared by the pool, consecutive in the batch,
+in one script call), so a late ack never precedes its result. When the broker and
 the result backend are the same Redis server and database, the batch's acks ride at the end
 of that pipeline: one round trip for results and acks.
 
@@ -156,6 +157,11 @@ class BrokerWriter:
             log.exception("broker write failed; retrying")
         return batch
 
+    def _store_prepared(self, prepared: list[Any], pipe: Any) -> None:
+        if prepared:
+            self.app.backend.store_prepared(prepared, pipe)
+            prepared.clear()
+
     def _apply(self, results: list[tuple[Job, JobResult]], acks: list[Delivery]) -> bool:
         """Apply outcomes with every result write, then ``acks``, in one pipeline (one round trip).
 
@@ -164,11 +170,17 @@ class BrokerWriter:
         missing. Returns True when ``acks`` were sent (else the caller sends them on its own).
         """
         pipe = self.app.backend.client.pipeline(transaction=False)
+        prepared: list[Any] = []  # consecutive plain results: one script call stores them all
         for job, result in results:
+            if result.prepared is not None:
+                prepared.append(result.prepared)
+                continue
+            self._store_prepared(prepared, pipe)
             try:
                 apply_result(self.app, job, result, pipe)
             except Exception:
                 log.exception("applying the outcome of %s[%s] failed", job.request.task, job.task_id)
+        self._store_prepared(prepared, pipe)
         tags = [d.delivery_tag for d in acks]
         result_commands = len(pipe)
         if tags and self._queue_ack is not None:  # the caller passes acks only when it is set
