@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from worker_process import wait_until
 from worker_thread import ThreadedWorker
 
 from celeriac import Celeriac
+from celeriac.worker import dispatch
 from servers import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -35,6 +37,17 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
     @app.task(name="idle_writes.add_late", acks_late=True)
     def add_late(x: int, y: int) -> int:
         return x + y
+
+    url = redis_server.url
+
+    @app.task(name="idle_writes.hold")
+    def hold() -> str:
+        client = redis.Redis.from_url(url, socket_timeout=None)
+        try:
+            client.blpop(["release"], timeout=60)
+        finally:
+            client.close()
+        return "released"
 
     yield app
     app.close()
@@ -70,8 +83,7 @@ def test_an_idle_engine_sends_a_lone_result_itself(app: Celeriac, redis_server: 
         worker.stop()
     assert sum(results for _, results, _ in worker.sends) == 5
     assert sum(acks for _, _, acks in worker.sends) == 5
-    # Nothing waits for a pool slot: each result (and each early ack, sent while its task runs)
-    # leaves from the loop itself.
+    # Nothing waits for a pool slot: each result (and each early ack) leaves from the loop itself.
     assert {thread for thread, _, _ in worker.sends} == {"engine"}, worker.sends
     assert [results for _, results, _ in worker.sends if results] == [1] * 5
 
@@ -93,3 +105,31 @@ def test_a_busy_engine_leaves_writes_to_the_writer_thread_and_loses_none(
     assert "celeriac-acks" in threads, worker.sends
     assert sum(results for _, results, _ in worker.sends) == 2000
     assert client.llen("celery") == 0
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_an_idle_engine_sends_a_short_tasks_early_ack_with_its_result(
+    app: Celeriac, pool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatch, "ACK_HOLD_S", DEADLINE_S)  # however slow this machine is
+    worker = RecordingWorker(app, pool=pool, concurrency=2)
+    try:
+        for i in range(5):
+            assert app.tasks["idle_writes.add"].delay(i, 1).get(timeout=DEADLINE_S) == i + 1
+    finally:
+        worker.stop()
+    assert worker.sends == [("engine", 1, 1)] * 5  # one round trip per task: its result and its ack
+
+
+def test_an_early_ack_held_for_a_result_leaves_once_the_hold_is_over(app: Celeriac, redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    worker = RecordingWorker(app, pool="threads", concurrency=2)
+    try:
+        result = app.tasks["idle_writes.hold"].delay()
+        wait_until(lambda: client.hlen("unacked") == 0 and worker.sends, "the early ack of the running task")
+        assert not result.ready()
+        client.rpush("release", 1)
+        assert result.get(timeout=DEADLINE_S) == "released"
+    finally:
+        worker.stop()
+    assert worker.sends == [("engine", 0, 1), ("engine", 1, 0)]

@@ -47,6 +47,11 @@ FLUSH_BATCH = 32
 """Broker writes collected before a busy engine hands them to the writer (it always does before
 it sleeps): bigger batches mean fewer writer wake-ups and round trips per message."""
 
+ACK_HOLD_S = 0.002
+"""How long an idle loop may keep the early acks of tasks still running when it has nothing else
+to write: a short task finishing meanwhile sends its result and those acks in one round trip,
+instead of an ack round trip that the result then waits behind."""
+
 
 @dataclass(eq=False)
 class Held:
@@ -93,6 +98,8 @@ class Dispatcher:
         self._rate_limits = not app.conf.worker_disable_rate_limits
         """Read once, as Celery's worker does at start."""
         self._declined = False
+        self._writes_since_s = 0.0
+        """When the first of the collected writes was collected."""
 
     # -- counting (prefetch window: unacknowledged messages) ------------------------------------
 
@@ -344,6 +351,8 @@ class Dispatcher:
         self._settle(held, self._writes.acks)
 
     def _ack(self, held: Held) -> None:
+        if not self._writes:
+            self._writes_since_s = time.monotonic()
         held.acked = True
         self._writes.acks.append(held.delivery)
         self._release()  # an acknowledged message leaves the prefetch window, as in kombu's QoS
@@ -401,6 +410,14 @@ class Dispatcher:
                 extend(unacked)
             except BrokerConnectionError as exc:
                 log.warning("could not refresh visibility of %d held message(s): %s", len(unacked), exc)
+
+    def ack_hold_s(self) -> float:
+        """How much longer an idle loop may keep its collected writes before flushing them: while
+        they are only early acks, tasks still run and the first ack is under :data:`ACK_HOLD_S` old."""
+        writes = self._writes
+        if not writes.acks or not self._running or len(writes) != len(writes.acks):
+            return 0.0
+        return max(0.0, self._writes_since_s + ACK_HOLD_S - time.monotonic())
 
     def flush(self, at_least: int = 1, idle: bool = False) -> None:
         """Hand the collected results, acks, requeues, republishes and dead letters to the writer

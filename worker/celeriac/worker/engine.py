@@ -241,8 +241,10 @@ class Worker:
         pool_fds = self.pool.fds()
         if pool_fds and self._read_pool(select.select(pool_fds, [], [], 0)[0]):
             return self._poll_event()
-        self.dispatch.flush(idle=True)
-        timeout_s = min(1.0, max(0.0, self.timers.seconds_to_next()))
+        hold_s = self.dispatch.ack_hold_s()
+        if not hold_s:
+            self.dispatch.flush(idle=True)
+        timeout_s = min(1.0, max(0.0, self.timers.seconds_to_next()), hold_s or 1.0)
         self._sleeping = True
         try:
             event = self._poll_event()  # posted before the flag was up: it wrote no wake-up byte
