@@ -36,7 +36,7 @@ def test_every_task_request_field_survives_pickling() -> None:
 
 def test_a_job_and_its_result_with_every_outcome_field_survive_pickling() -> None:
     job = Job(every_field_set(), {"exchange": "", "routing_key": "celery", "priority": 0, "redelivered": True},
-              "w1@host", soft_time_limit_s=5.0, hard_time_limit_s=10.0)
+              "w1@host", soft_time_limit_s=5.0, hard_time_limit_s=10.0, apply_here=True)
     assert pickle.loads(pickle.dumps(job, pickle.HIGHEST_PROTOCOL)) == job
     outcome = Outcome("RETRY", ValueError("boom"), traceback="Traceback ...", runtime_s=0.25,
                       children=(("c1", None),), retry={"countdown": 1}, requeue=True, exc_type="ValueError")

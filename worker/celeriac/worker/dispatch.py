@@ -34,6 +34,7 @@ from celeriac.protocol import SCHEDULED_HEADER, TaskRequest, decode_task_message
 from celeriac.worker.jobs import Job, JobResult
 from celeriac.worker.options import WorkerOptions
 from celeriac.worker.pool import Pool, SoloPool, ThreadPool
+from celeriac.worker.prefork import PreforkPool
 from celeriac.worker.ratelimit import TokenBucket, parse_rate
 from celeriac.worker.state import WorkerState
 from celeriac.worker.timers import Timers
@@ -251,7 +252,8 @@ class Dispatcher:
         request, task = held.request, held.task
         hard = request.time_limit or task.option("time_limit", "task_time_limit")
         soft = request.soft_time_limit or task.option("soft_time_limit", "task_soft_time_limit")
-        job = Job(request, held.delivery_info, self.options.hostname, soft, hard)
+        alone = not self._running and not self._ready and isinstance(self.pool, PreforkPool)
+        job = Job(request, held.delivery_info, self.options.hostname, soft, hard, apply_here=alone)
         pid = self.pool.submit(job)
         if pid is None:
             return False

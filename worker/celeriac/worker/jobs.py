@@ -36,6 +36,10 @@ class Job:
     hostname: str
     soft_time_limit_s: float | None = None
     hard_time_limit_s: float | None = None
+    apply_here: bool = False
+    """Apply the outcome (store the result, publish follow-ups) where the task ran instead of
+    deferring it to the engine: set when there is no batch for it to join (nothing else runs or
+    waits), so the result need not wait for the hop back to the engine."""
 
     @property
     def task_id(self) -> str:

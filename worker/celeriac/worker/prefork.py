@@ -10,7 +10,8 @@ is always chosen before a busy one.
 Parent and child talk over a socket pair (``multiprocessing.connection``): the parent
 sends a pickled :class:`~.jobs.Job`, the child sends back ``(JobResult, retiring)`` whose
 result carries the task's outcome for the engine to apply (so result writes of all children
-are batched), unless the outcome cannot be pickled, in which case the child applies it;
+are batched), unless the outcome cannot be pickled or the job says :attr:`~.jobs.Job.apply_here`
+(nothing to batch it with), in which case the child applies it;
 ``retiring`` tells the parent not to send it another job (``max_tasks_per_child``).
 The engine's loop waits on the children's ends itself (:meth:`PreforkPool.fds`) and calls
 :meth:`PreforkPool.on_readable`, so a reply reaches the engine without passing through
@@ -221,7 +222,7 @@ def _child_main(app: Any, conn: Connection, max_tasks: int | None) -> None:  # p
             return
         arm_soft_limit(job.soft_time_limit_s)
         try:
-            result = execute_job(app, job, defer_apply=True)
+            result = execute_job(app, job, defer_apply=not job.apply_here)
         finally:
             disarm_soft_limit()
         done += 1
