@@ -100,7 +100,7 @@ class Dispatcher:
         """Read once, as Celery's worker does at start."""
         self._declined = False
         self._writes_since_s = 0.0
-        """When the first of the collected writes was collected."""
+        """When an early ack was the first write collected (for :meth:`ack_hold_s`)."""
 
     # -- counting (prefetch window: unacknowledged messages) ------------------------------------
 
