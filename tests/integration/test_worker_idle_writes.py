@@ -71,16 +71,22 @@ class RecordingWorker(ThreadedWorker):
         self.start()
 
 
-@pytest.mark.parametrize("task", ["idle_writes.add", "idle_writes.add_late"])
-def test_an_idle_engine_sends_a_lone_result_itself(app: Celeriac, redis_server: RedisServer, task: str) -> None:
+def run_one_at_a_time(app: Celeriac, redis_server: RedisServer, worker: RecordingWorker, task: str) -> None:
+    """Five calls of ``task``, each waited for before the next, until every message is acked;
+    then stop ``worker``."""
     client = redis_server.client()
-    worker = RecordingWorker(app, pool="threads", concurrency=2)
     try:
         for i in range(5):
             assert app.tasks[task].delay(i, 1).get(timeout=DEADLINE_S) == i + 1
         wait_until(lambda: client.hlen("unacked") == 0, "every message to be acked")
     finally:
         worker.stop()
+
+
+@pytest.mark.parametrize("task", ["idle_writes.add", "idle_writes.add_late"])
+def test_an_idle_engine_sends_a_lone_result_itself(app: Celeriac, redis_server: RedisServer, task: str) -> None:
+    worker = RecordingWorker(app, pool="threads", concurrency=2)
+    run_one_at_a_time(app, redis_server, worker, task)
     assert sum(results for _, results, _ in worker.sends) == 5
     assert sum(acks for _, _, acks in worker.sends) == 5
     # Nothing waits for a pool slot: each result (and each early ack) leaves from the loop itself.
@@ -108,15 +114,11 @@ def test_a_busy_engine_leaves_writes_to_the_writer_thread_and_loses_none(
 
 
 def test_an_idle_engine_sends_a_short_tasks_early_ack_with_its_result(
-    app: Celeriac, monkeypatch: pytest.MonkeyPatch
+    app: Celeriac, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dispatch, "ACK_HOLD_S", DEADLINE_S)  # however slow this machine is
     worker = RecordingWorker(app, pool="threads", concurrency=2)
-    try:
-        for i in range(5):
-            assert app.tasks["idle_writes.add"].delay(i, 1).get(timeout=DEADLINE_S) == i + 1
-    finally:
-        worker.stop()
+    run_one_at_a_time(app, redis_server, worker, "idle_writes.add")
     assert worker.sends == [("engine", 1, 1)] * 5  # one round trip per task: its result and its ack
 
 
@@ -138,14 +140,8 @@ def test_an_early_ack_held_for_a_result_leaves_once_the_hold_is_over(app: Celeri
 def test_a_lone_prefork_task_has_its_result_stored_by_its_child_and_its_ack_sent_after(
     app: Celeriac, redis_server: RedisServer, task: str
 ) -> None:
-    client = redis_server.client()
     worker = RecordingWorker(app, pool="prefork", concurrency=2)
-    try:
-        for i in range(5):
-            assert app.tasks[task].delay(i, 1).get(timeout=DEADLINE_S) == i + 1
-        wait_until(lambda: client.hlen("unacked") == 0, "every message to be acked")
-    finally:
-        worker.stop()
+    run_one_at_a_time(app, redis_server, worker, task)
     # Nothing else ran or waited: no batch to join, so the child wrote each result itself (no
     # hop back to the engine first) and the engine sent only the acks (late ones after the reply).
     assert worker.sends == [("engine", 0, 1)] * 5
