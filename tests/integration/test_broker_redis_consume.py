@@ -127,6 +127,19 @@ def test_requeue_after_a_sweep_restored_it_does_not_duplicate(broker_for: Any, c
     assert broker.depth("q") == 1
 
 
+def test_a_sweep_drops_an_unreadable_unacked_entry_and_restores_the_others(broker_for: Any, client: Any) -> None:
+    broker = broker_for(visibility_timeout=0)
+    broker.publish(msg("good"), queue="q")
+    broker.fetch(["q"], 1, timeout_s=0)
+    for tag, value in (("not-a-triple", b'{"a": 1}'), ("too-deep", b"[" * 100_000 + b"]" * 100_000)):
+        client.hset("unacked", tag, value)
+        client.zadd("unacked_index", {tag: 1.0})
+    assert broker.restore_visibility_timeouts() == 1  # never raises: a sweep must not stop the worker
+    assert ids(broker.fetch(["q"], 5, timeout_s=0)) == ["good"]
+    assert not client.hexists("unacked", "too-deep")
+    assert not client.hexists("unacked", "not-a-triple")
+
+
 def test_dead_letter_moves_the_envelope_with_its_reason(broker_for: Any, client: Any) -> None:
     broker = broker_for()
     broker.publish(msg("bad"), queue="q")

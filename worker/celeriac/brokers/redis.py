@@ -417,7 +417,7 @@ class RedisBroker(Broker):
             return 0
         try:
             envelope, exchange, routing_key = _loads_unacked(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json can read
             log.error("cannot restore unacked %s (%s); dropping its entry", tag, exc)
             self.client.hdel(self.unacked_key, tag)
             return 0
