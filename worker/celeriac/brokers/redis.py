@@ -240,21 +240,14 @@ class RedisBroker(Broker):
 
         The worker's most frequent calls go through redis-py's connection directly: its client
         layer (pool checkout, retry wrapper, reply callbacks) costs more CPU per call than the
-        fetch reply's own parsing. A connection left in an unknown state by an error is closed;
-        the next call reconnects.
+        fetch reply's own parsing. A connection left in an unknown state by an error is closed
+        (:func:`_send_and_read`); the next call reconnects.
         """
         with self._fetch_lock:
             conn = self._fetch_conn
             if conn is None:
                 conn = self._fetch_conn = self.client.connection_pool.get_connection()
-            try:
-                conn.send_command(*command)
-                return conn.read_response()
-            except redis.exceptions.ResponseError:
-                raise  # the reply was read whole: the connection is fine
-            except BaseException:
-                conn.disconnect()
-                raise
+            return _send_and_read(conn, [command])[0]
 
     def _deliveries(self, rows: list[Any]) -> list[Delivery]:
         """Deliveries from the script's reply: ``list_key, envelope, meta`` per message.
