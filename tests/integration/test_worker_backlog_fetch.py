@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from worker_process import wait_until
-from worker_thread import ThreadedWorker
+from worker_thread import ThreadedWorker, hold_until_released
 
 from celeriac import Celeriac
 from celeriac.worker import Worker, WorkerOptions
@@ -33,12 +32,7 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
 
     @app.task(name="backlog.hold", acks_late=True)
     def hold(tag: str) -> str:
-        client = redis.Redis.from_url(url, socket_timeout=None)
-        try:
-            client.rpush("started", tag)
-            client.blpop([f"release:{tag}"], timeout=60)
-        finally:
-            client.close()
+        hold_until_released(url, tag)
         return tag
 
     @app.task(name="backlog.add")

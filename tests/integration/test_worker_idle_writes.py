@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from worker_process import wait_until
-from worker_thread import ThreadedWorker
+from worker_thread import ThreadedWorker, hold_until_released
 
 from celeriac import Celeriac
 from celeriac.worker import dispatch
@@ -42,11 +41,7 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
 
     @app.task(name="idle_writes.hold")
     def hold() -> str:
-        client = redis.Redis.from_url(url, socket_timeout=None)
-        try:
-            client.blpop(["release"], timeout=60)
-        finally:
-            client.close()
+        hold_until_released(url, "held")
         return "released"
 
     yield app
@@ -129,7 +124,7 @@ def test_an_early_ack_held_for_a_result_leaves_once_the_hold_is_over(app: Celeri
         result = app.tasks["idle_writes.hold"].delay()
         wait_until(lambda: client.hlen("unacked") == 0 and worker.sends, "the early ack of the running task")
         assert not result.ready()
-        client.rpush("release", 1)
+        client.rpush("release:held", 1)
         assert result.get(timeout=DEADLINE_S) == "released"
     finally:
         worker.stop()

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-import redis
 from celery import Celery
 from kombu import pools as kombu_pools
 from worker_process import wait_until
-from worker_thread import ThreadedWorker
+from worker_thread import ThreadedWorker, hold_until_released
 
 from celeriac import Celeriac, ChordError, Signature, states
 from celeriac.canvas import chord
@@ -36,12 +35,7 @@ def app(redis_server: RedisServer) -> Iterator[Celeriac]:
 
     @app.task(name="settling.hold", acks_late=True)
     def hold(tag: str) -> str:
-        client = redis.Redis.from_url(url, socket_timeout=None)
-        try:
-            client.rpush("started", tag)
-            client.blpop([f"release:{tag}"], timeout=60)
-        finally:
-            client.close()
+        hold_until_released(url, tag)
         return tag
 
     @app.task(name="settling.add")

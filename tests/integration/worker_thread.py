@@ -6,9 +6,22 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import redis
+
 from celeriac.worker import Worker, WorkerOptions
 
 STOP_TIMEOUT_S = 30.0
+
+
+def hold_until_released(url: str, tag: str) -> None:
+    """A task body that blocks: push ``tag`` to ``started``, then wait (up to 60 s) until the test
+    pushes to ``release:<tag>``, so a test can act while the task is provably mid-run."""
+    client = redis.Redis.from_url(url, socket_timeout=None)  # redis-py's default 5 s read timeout is shorter
+    try:
+        client.rpush("started", tag)
+        client.blpop([f"release:{tag}"], timeout=60)
+    finally:
+        client.close()
 
 
 class ThreadedWorker:
