@@ -1,6 +1,7 @@
 """Fixtures shared by the integration tests (the servers themselves come from tests/conftest.py).
 
 ``rclient``: a Redis client on the test's ``redis_server``.
+``broker_for``: opens our Redis brokers (with transport options) on ``redis_server``; closes them after.
 ``celery_client``: a real Celery 5.7 client with broker and backend on ``redis_server``.
 ``start_worker``: starts our worker in a subprocess against ``redis_server``; stops them all after.
 ``module_redis_server``: one ``redis-server`` for a whole module, for tests sharing a long-lived worker.
@@ -17,6 +18,8 @@ from celery import Celery
 from kombu import pools as kombu_pools
 from worker_process import WorkerProcess, stop_workers
 
+from celeriac.brokers import connect
+from celeriac.brokers.redis import RedisBroker
 from servers import RedisServer, start_redis
 
 
@@ -25,6 +28,21 @@ def rclient(redis_server: Any) -> Iterator[Any]:
     client = redis_server.client()
     yield client
     client.close()
+
+
+@pytest.fixture
+def broker_for(redis_server: Any) -> Iterator[Callable[..., RedisBroker]]:
+    opened: list[RedisBroker] = []
+
+    def open_broker(**options: Any) -> RedisBroker:
+        broker = connect(redis_server.url, options)
+        assert isinstance(broker, RedisBroker)
+        opened.append(broker)
+        return broker
+
+    yield open_broker
+    for broker in opened:
+        broker.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,38 +17,13 @@ from celeriac.brokers import (
     DEAD_LETTER_REASON_HEADER,
     BrokerConnectionError,
     Delivery,
-    connect,
 )
-from celeriac.brokers.redis import RedisBroker
 
 pytestmark = pytest.mark.integration
 
 
 def ids(deliveries: list[Delivery]) -> list[str]:
     return [d.message.headers["id"] for d in deliveries]
-
-
-@pytest.fixture
-def broker_for(redis_server: Any) -> Iterator[Callable[..., RedisBroker]]:
-    """Open brokers (with transport options) on the test's Redis; all closed afterwards."""
-    opened: list[RedisBroker] = []
-
-    def open_broker(**options: Any) -> RedisBroker:
-        broker = connect(redis_server.url, options)
-        assert isinstance(broker, RedisBroker)
-        opened.append(broker)
-        return broker
-
-    yield open_broker
-    for broker in opened:
-        broker.close()
-
-
-@pytest.fixture
-def client(redis_server: Any) -> Iterator[Any]:
-    redis_client = redis_server.client()
-    yield redis_client
-    redis_client.close()
 
 
 def wait_for(check: Any, what: str, timeout_s: float = 10.0) -> None:
@@ -61,26 +35,26 @@ def wait_for(check: Any, what: str, timeout_s: float = 10.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_fetch_takes_highest_priority_first_and_records_unacked(broker_for: Any, client: Any) -> None:
+def test_fetch_takes_highest_priority_first_and_records_unacked(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
     for i, priority in enumerate([9, 0, 5, 0, 9]):
         broker.publish(msg(f"m{i}-p{priority}"), queue="q", priority=priority)
     got = broker.fetch(["q"], 4, timeout_s=0)
     assert ids(got) == ["m1-p0", "m3-p0", "m2-p5", "m0-p9"]
-    assert client.hlen("unacked") == 4
-    assert client.zcard("unacked_index") == 4
-    value = json.loads(client.hget("unacked", got[0].delivery_tag))
+    assert rclient.hlen("unacked") == 4
+    assert rclient.zcard("unacked_index") == 4
+    value = json.loads(rclient.hget("unacked", got[0].delivery_tag))
     assert value[1:] == ["", "q"]
     assert value[0]["headers"]["id"] == "m1-p0"
     assert json.loads(got[0].envelope) == value[0]
     assert broker.depth("q") == 1
     broker.ack(got)
-    assert client.hlen("unacked") == 0
-    assert client.zcard("unacked_index") == 0
+    assert rclient.hlen("unacked") == 0
+    assert rclient.zcard("unacked_index") == 0
     assert ids(broker.fetch(["q"], 10, timeout_s=0)) == ["m4-p9"]
 
 
-def test_fetch_round_robins_between_queues(broker_for: Any, client: Any) -> None:
+def test_fetch_round_robins_between_queues(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
     for i in range(3):
         broker.publish(msg(f"a{i}"), queue="a")
@@ -89,25 +63,25 @@ def test_fetch_round_robins_between_queues(broker_for: Any, client: Any) -> None
     assert ids(broker.fetch(["a", "b"], 4, timeout_s=0)) == ["b2", "a2"]
 
 
-def test_fetch_blocks_until_a_message_arrives_then_takes_the_batch(broker_for: Any, client: Any) -> None:
+def test_fetch_blocks_until_a_message_arrives_then_takes_the_batch(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
     result: list[Delivery] = []
     thread = threading.Thread(target=lambda: result.extend(broker.fetch(["q"], 10, timeout_s=10)))
     thread.start()
-    wait_for(lambda: int(client.info("clients")["blocked_clients"]) == 1, "BRPOP to block")
+    wait_for(lambda: int(rclient.info("clients")["blocked_clients"]) == 1, "BRPOP to block")
     broker.publish(msg("late"), queue="q")
     thread.join(10)
     assert ids(result) == ["late"]
-    assert client.hlen("unacked") == 1
+    assert rclient.hlen("unacked") == 1
 
 
-def test_requeue_puts_messages_back_at_the_head_marked_redelivered(broker_for: Any, client: Any) -> None:
+def test_requeue_puts_messages_back_at_the_head_marked_redelivered(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
     for name in ["first", "second", "third"]:
         broker.publish(msg(name), queue="q", priority=3)
     taken = broker.fetch(["q"], 1, timeout_s=0)
     broker.requeue(taken)
-    assert client.hlen("unacked") == 0
+    assert rclient.hlen("unacked") == 0
     again = broker.fetch(["q"], 3, timeout_s=0)
     assert ids(again) == ["first", "second", "third"]
     assert again[0].redelivered is True
@@ -118,7 +92,7 @@ def test_requeue_puts_messages_back_at_the_head_marked_redelivered(broker_for: A
     assert again[1].redelivered is False
 
 
-def test_requeue_after_a_sweep_restored_it_does_not_duplicate(broker_for: Any, client: Any) -> None:
+def test_requeue_after_a_sweep_restored_it_does_not_duplicate(broker_for: Any, rclient: Any) -> None:
     broker = broker_for(visibility_timeout=0)
     broker.publish(msg("only"), queue="q")
     taken = broker.fetch(["q"], 1, timeout_s=0)
@@ -127,29 +101,29 @@ def test_requeue_after_a_sweep_restored_it_does_not_duplicate(broker_for: Any, c
     assert broker.depth("q") == 1
 
 
-def test_a_sweep_drops_an_unreadable_unacked_entry_and_restores_the_others(broker_for: Any, client: Any) -> None:
+def test_a_sweep_drops_an_unreadable_unacked_entry_and_restores_the_others(broker_for: Any, rclient: Any) -> None:
     broker = broker_for(visibility_timeout=0)
     broker.publish(msg("good"), queue="q")
     broker.fetch(["q"], 1, timeout_s=0)
     for tag, value in (("not-a-triple", b'{"a": 1}'), ("too-deep", b"[" * 100_000 + b"]" * 100_000)):
-        client.hset("unacked", tag, value)
-        client.zadd("unacked_index", {tag: 1.0})
+        rclient.hset("unacked", tag, value)
+        rclient.zadd("unacked_index", {tag: 1.0})
     assert broker.restore_visibility_timeouts() == 1  # never raises: a sweep must not stop the worker
     assert ids(broker.fetch(["q"], 5, timeout_s=0)) == ["good"]
-    assert not client.hexists("unacked", "too-deep")
-    assert not client.hexists("unacked", "not-a-triple")
+    assert not rclient.hexists("unacked", "too-deep")
+    assert not rclient.hexists("unacked", "not-a-triple")
 
 
-def test_dead_letter_moves_the_envelope_with_its_reason(broker_for: Any, client: Any) -> None:
+def test_dead_letter_moves_the_envelope_with_its_reason(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
     broker.publish(msg("bad"), queue="q")
-    client.lpush("q", b"not json at all")
+    rclient.lpush("q", b"not json at all")
     taken = broker.fetch(["q"], 2, timeout_s=0)
     assert [d.envelope_error is None for d in taken] == [True, False]
     for delivery in taken:
         broker.reject_to_dead_letter(delivery, f"reason of {delivery.delivery_tag}")
-    assert client.hlen("unacked") == 0
-    dead = [json.loads(raw) for raw in client.lrange("q.dead", 0, -1)][::-1]
+    assert rclient.hlen("unacked") == 0
+    dead = [json.loads(raw) for raw in rclient.lrange("q.dead", 0, -1)][::-1]
     assert len(dead) == 2
     assert dead[0]["headers"]["id"] == "bad"
     assert dead[0]["headers"][DEAD_LETTER_REASON_HEADER] == f"reason of {taken[0].delivery_tag}"
@@ -158,17 +132,17 @@ def test_dead_letter_moves_the_envelope_with_its_reason(broker_for: Any, client:
     assert dead[1]["headers"][DEAD_LETTER_REASON_HEADER] == f"reason of {taken[1].delivery_tag}"
 
 
-def test_missing_delivery_info_is_flagged_not_lost(broker_for: Any, client: Any) -> None:
+def test_missing_delivery_info_is_flagged_not_lost(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
-    client.lpush("q", json.dumps({"body": "W10=", "headers": {"task": "t", "id": "x"}, "properties": {}}))
+    rclient.lpush("q", json.dumps({"body": "W10=", "headers": {"task": "t", "id": "x"}, "properties": {}}))
     (delivery,) = broker.fetch(["q"], 5, timeout_s=0)
     assert delivery.envelope_error == "envelope has no properties.delivery_info"
     assert delivery.routing_key == "q"
-    assert json.loads(client.hget("unacked", delivery.delivery_tag))[1:] == ["", "q"]
+    assert json.loads(rclient.hget("unacked", delivery.delivery_tag))[1:] == ["", "q"]
 
 
 def test_our_sweep_restores_what_a_kombu_consumer_abandoned(
-    redis_server: Any, broker_for: Any, client: Any
+    redis_server: Any, broker_for: Any, rclient: Any
 ) -> None:
     broker = broker_for(visibility_timeout=0)
     broker.publish(msg("abandoned"), queue="celery", priority=6)
@@ -179,7 +153,7 @@ def test_our_sweep_restores_what_a_kombu_consumer_abandoned(
             conn.drain_events(timeout=5)
         assert len(got) == 1
         conn.default_channel.qos._delivered.clear()  # simulate a crash: kombu must not restore at close
-    assert client.hlen("unacked") == 1
+    assert rclient.hlen("unacked") == 1
     assert broker.restore_visibility_timeouts() == 1
     (delivery,) = broker.fetch(["celery"], 5, timeout_s=0)
     assert delivery.message.headers["id"] == "abandoned"
@@ -187,19 +161,19 @@ def test_our_sweep_restores_what_a_kombu_consumer_abandoned(
     assert delivery.priority == 6
 
 
-def test_kombu_sweep_restores_what_we_abandoned(redis_server: Any, broker_for: Any, client: Any) -> None:
+def test_kombu_sweep_restores_what_we_abandoned(redis_server: Any, broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
     broker.publish(msg("ours"), queue="celery")
     (taken,) = broker.fetch(["celery"], 5, timeout_s=0)
     with Connection(redis_server.url, transport_options={"visibility_timeout": 0}) as conn:
         conn.default_channel.qos.restore_visible(num=None)
-    assert client.hlen("unacked") == 0
+    assert rclient.hlen("unacked") == 0
     (again,) = broker.fetch(["celery"], 5, timeout_s=0)
     assert again.delivery_tag == taken.delivery_tag
     assert again.redelivered is True
 
 
-def test_depth_counts_all_priorities_and_purge_empties_them(broker_for: Any, client: Any) -> None:
+def test_depth_counts_all_priorities_and_purge_empties_them(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
     for priority in [0, 3, 6, 9, 9]:
         broker.publish(msg(f"p{priority}"), queue="q", priority=priority)
@@ -209,7 +183,7 @@ def test_depth_counts_all_priorities_and_purge_empties_them(broker_for: Any, cli
 
 
 def test_connection_loss_raises_a_retryable_error_and_recovers(
-    redis_server: Any, broker_for: Any, client: Any
+    redis_server: Any, broker_for: Any, rclient: Any
 ) -> None:
     broker = broker_for()
     broker.publish(msg("before"), queue="q")
@@ -219,19 +193,19 @@ def test_connection_loss_raises_a_retryable_error_and_recovers(
     redis_server.start()
     broker.publish(msg("after"), queue="q")
     assert ids(broker.fetch(["q"], 5, timeout_s=0)) == ["after"]
-    assert client.smembers(keys.binding_key("q")) == {f"q{keys.SEP}{keys.SEP}q".encode()}
+    assert rclient.smembers(keys.binding_key("q")) == {f"q{keys.SEP}{keys.SEP}q".encode()}
 
 
 def test_global_keyprefix_applies_to_every_key_and_kombu_agrees(
-    redis_server: Any, broker_for: Any, client: Any
+    redis_server: Any, broker_for: Any, rclient: Any
 ) -> None:
     broker = broker_for(global_keyprefix="pfx:")
     broker.publish(msg("prefixed"), queue="celery", priority=9)
-    assert client.llen(f"pfx:celery{keys.SEP}9") == 1
-    assert client.smembers("pfx:_kombu.binding.celery") == {f"celery{keys.SEP}{keys.SEP}celery".encode()}
+    assert rclient.llen(f"pfx:celery{keys.SEP}9") == 1
+    assert rclient.smembers("pfx:_kombu.binding.celery") == {f"celery{keys.SEP}{keys.SEP}celery".encode()}
     (delivery,) = broker.fetch(["celery"], 5, timeout_s=0)
     assert delivery.queue == "celery"
-    assert client.hlen("pfx:unacked") == 1
+    assert rclient.hlen("pfx:unacked") == 1
     broker.requeue([delivery])
     got: list[Any] = []
     options = {"global_keyprefix": "pfx:"}
@@ -241,6 +215,6 @@ def test_global_keyprefix_applies_to_every_key_and_kombu_agrees(
             conn.drain_events(timeout=5)
         assert [m.headers["id"] for m in got] == ["prefixed"]
         got[0].ack()
-    assert client.hlen("pfx:unacked") == 0
+    assert rclient.hlen("pfx:unacked") == 0
     broker.reject_to_dead_letter(delivery, "x")
-    assert client.llen("pfx:celery.dead") == 0
+    assert rclient.llen("pfx:celery.dead") == 0

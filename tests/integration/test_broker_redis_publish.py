@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,13 +38,6 @@ EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 BODY = json.dumps([[2, 3], {"note": "caf\u00e9"}, EMBED])
 
 
-@pytest.fixture
-def client(redis_server: Any) -> Iterator[Any]:
-    redis_client = redis_server.client()
-    yield redis_client
-    redis_client.close()
-
-
 def message() -> Message:
     return Message(headers=dict(HEADERS), properties={**PROPERTIES, "delivery_mode": 2}, body=BODY.encode())
 
@@ -75,14 +67,14 @@ def without_tag(raw: bytes) -> tuple[str, str]:
 
 @pytest.mark.parametrize(("priority", "step"), [(0, 0), (5, 3), (9, 9)])
 def test_published_list_element_is_byte_identical_to_kombu(
-    redis_server: Any, client: Any, priority: int, step: int
+    redis_server: Any, rclient: Any, priority: int, step: int
 ) -> None:
     kombu_publish(redis_server.url, "kq", priority)
     broker = connect(redis_server.url, {})
     broker.publish(message(), queue="oq", priority=priority)
 
-    theirs = client.lrange(keys.queue_list("kq", step), 0, -1)
-    ours = client.lrange(keys.queue_list("oq", step), 0, -1)
+    theirs = rclient.lrange(keys.queue_list("kq", step), 0, -1)
+    ours = rclient.lrange(keys.queue_list("oq", step), 0, -1)
     assert len(theirs) == 1
     assert len(ours) == 1
     their_text, their_tag = without_tag(theirs[0])
@@ -90,13 +82,13 @@ def test_published_list_element_is_byte_identical_to_kombu(
     assert our_text == their_text.replace('"kq"', '"oq"')
     assert our_tag != their_tag
     assert b"\\u00e9" in ours[0]
-    assert client.smembers("_kombu.binding.oq") == {f"oq{keys.SEP}{keys.SEP}oq".encode()}
-    assert client.smembers("_kombu.binding_permanent.oq") == {f"oq{keys.SEP}{keys.SEP}oq".encode()}
-    assert client.smembers("_kombu.binding.kq") == {f"kq{keys.SEP}{keys.SEP}kq".encode()}
+    assert rclient.smembers("_kombu.binding.oq") == {f"oq{keys.SEP}{keys.SEP}oq".encode()}
+    assert rclient.smembers("_kombu.binding_permanent.oq") == {f"oq{keys.SEP}{keys.SEP}oq".encode()}
+    assert rclient.smembers("_kombu.binding.kq") == {f"kq{keys.SEP}{keys.SEP}kq".encode()}
     broker.close()
 
 
-def test_kombu_consumer_reads_our_published_message(redis_server: Any, client: Any) -> None:
+def test_kombu_consumer_reads_our_published_message(redis_server: Any, rclient: Any) -> None:
     broker = connect(redis_server.url, {})
     broker.publish(message(), queue="celery", priority=5)
     received: list[Any] = []
@@ -111,13 +103,13 @@ def test_kombu_consumer_reads_our_published_message(redis_server: Any, client: A
         assert got.delivery_info["routing_key"] == "celery"
         assert got.properties["priority"] == 5
         got.ack()
-    assert client.hlen("unacked") == 0
+    assert rclient.hlen("unacked") == 0
     broker.close()
 
 
-def test_named_exchange_routes_through_kombu_bindings(redis_server: Any, client: Any) -> None:
-    client.sadd("_kombu.binding.tasks", f"a.b{keys.SEP}{keys.SEP}direct_q", f"x{keys.SEP}{keys.SEP}other")
-    client.sadd("_kombu.binding.topics", f"a.#{keys.SEP}^a\\..*?${keys.SEP}topic_q")
+def test_named_exchange_routes_through_kombu_bindings(redis_server: Any, rclient: Any) -> None:
+    rclient.sadd("_kombu.binding.tasks", f"a.b{keys.SEP}{keys.SEP}direct_q", f"x{keys.SEP}{keys.SEP}other")
+    rclient.sadd("_kombu.binding.topics", f"a.#{keys.SEP}^a\\..*?${keys.SEP}topic_q")
     broker = connect(redis_server.url, {})
     broker.publish(message(), exchange="tasks", routing_key="a.b")
     broker.publish(message(), exchange="topics", routing_key="a.b.c")
@@ -125,32 +117,32 @@ def test_named_exchange_routes_through_kombu_bindings(redis_server: Any, client:
     assert broker.depth("direct_q") == 1
     assert broker.depth("topic_q") == 1
     assert broker.depth("other") == 0
-    envelope = json.loads(client.lindex("direct_q", 0))
+    envelope = json.loads(rclient.lindex("direct_q", 0))
     assert envelope["properties"]["delivery_info"] == {"exchange": "tasks", "routing_key": "a.b"}
     broker.close()
 
 
-def test_a_publish_rejected_by_redis_raises_and_the_next_publish_succeeds(redis_server: Any, client: Any) -> None:
+def test_a_publish_rejected_by_redis_raises_and_the_next_publish_succeeds(redis_server: Any, rclient: Any) -> None:
     broker = connect(redis_server.url, {})
     try:
-        client.set("taken", "not a list")
+        rclient.set("taken", "not a list")
         with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
             broker.publish(message(), queue="taken")
         broker.publish(message(), queue="q")  # the connection read every reply: still usable
-        assert client.llen("q") == 1
-        assert client.sismember(keys.binding_key("q"), keys.binding_member("q", "q"))
+        assert rclient.llen("q") == 1
+        assert rclient.sismember(keys.binding_key("q"), keys.binding_member("q", "q"))
     finally:
         broker.close()
 
 
 def test_a_publish_after_its_connection_was_killed_reconnects_and_sends_once(
-    redis_server: Any, client: Any
+    redis_server: Any, rclient: Any
 ) -> None:
     broker = connect(redis_server.url, {})
     try:
         broker.publish(message(), queue="q")
-        client.client_kill_filter(_type="normal", skipme=True)  # the broker's pooled connection
+        rclient.client_kill_filter(_type="normal", skipme=True)  # the broker's pooled connection
         broker.publish(message(), queue="q")
-        assert client.llen("q") == 2
+        assert rclient.llen("q") == 2
     finally:
         broker.close()

@@ -11,40 +11,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis.exceptions
 from broker_support import msg
 
-from celeriac.brokers import BrokerConnectionError, Delivery, connect
+from celeriac.brokers import BrokerConnectionError, Delivery
 from celeriac.brokers.envelope import build_envelope, dumps, new_delivery_tag, parse_envelope
 from celeriac.brokers.redis import RedisBroker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def broker_for(redis_server: Any) -> Iterator[Callable[..., RedisBroker]]:
-    opened: list[RedisBroker] = []
-
-    def open_broker(**options: Any) -> RedisBroker:
-        broker = connect(redis_server.url, options)
-        assert isinstance(broker, RedisBroker)
-        opened.append(broker)
-        return broker
-
-    yield open_broker
-    for broker in opened:
-        broker.close()
-
-
-@pytest.fixture
-def client(redis_server: Any) -> Iterator[Any]:
-    redis_client = redis_server.client()
-    yield redis_client
-    redis_client.close()
 
 
 def envelope(exchange: str = "", routing_key: str = "q", tag: Any = None, **changes: Any) -> dict[str, Any]:
@@ -54,19 +31,19 @@ def envelope(exchange: str = "", routing_key: str = "q", tag: Any = None, **chan
     return doc
 
 
-def recorded(client: Any, delivery: Delivery) -> list[Any]:
+def recorded(rclient: Any, delivery: Delivery) -> list[Any]:
     """The ``unacked`` entry stored under the Delivery's tag (it must exist)."""
-    value = client.hget("unacked", delivery.delivery_tag)
-    assert value is not None, f"no unacked entry under {delivery.delivery_tag!r}: {client.hkeys('unacked')}"
+    value = rclient.hget("unacked", delivery.delivery_tag)
+    assert value is not None, f"no unacked entry under {delivery.delivery_tag!r}: {rclient.hkeys('unacked')}"
     doc = json.loads(value.decode("utf-8", "surrogateescape"))  # an element may hold any bytes
     assert isinstance(doc, list)
     return doc
 
 
-def fetch_one(broker: RedisBroker, client: Any, raw: bytes) -> Delivery:
-    client.lpush("q", raw)
+def fetch_one(broker: RedisBroker, rclient: Any, raw: bytes) -> Delivery:
+    rclient.lpush("q", raw)
     (delivery,) = broker.fetch(["q"], 5, timeout_s=0)
-    assert client.hlen("unacked") == 1
+    assert rclient.hlen("unacked") == 1
     return delivery
 
 
@@ -80,50 +57,50 @@ return {doc[2], doc[3]}
 read them (Python's json cannot read every envelope the entry may hold)."""
 
 
-def assert_matches_unacked_and_settles(broker: RedisBroker, client: Any, delivery: Delivery) -> None:
-    route = client.eval(RECORDED_ROUTE, 1, "unacked", delivery.delivery_tag)
+def assert_matches_unacked_and_settles(broker: RedisBroker, rclient: Any, delivery: Delivery) -> None:
+    route = rclient.eval(RECORDED_ROUTE, 1, "unacked", delivery.delivery_tag)
     assert route == [delivery.exchange.encode(), delivery.routing_key.encode()]
     broker.reject_to_dead_letter(delivery, "test")
-    assert client.hlen("unacked") == 0
-    assert client.zcard("unacked_index") == 0
-    assert client.llen("q.dead") == 1
+    assert rclient.hlen("unacked") == 0
+    assert rclient.zcard("unacked_index") == 0
+    assert rclient.llen("q.dead") == 1
 
 
 def test_well_formed_envelopes_carry_the_recorded_fields_and_round_trip_byte_identical(
-    broker_for: Any, client: Any
+    broker_for: Any, rclient: Any
 ) -> None:
     broker = broker_for()
     docs = [envelope(), envelope("ex", "rk.1"), envelope("tasks", "q")]
     raws = [dumps(doc).encode() for doc in docs]
-    client.lpush("q", *raws)
+    rclient.lpush("q", *raws)
     got = broker.fetch(["q"], 10, timeout_s=0)
     assert [d.envelope for d in got] == raws
     for doc, delivery in zip(docs, got, strict=True):
         info = doc["properties"]["delivery_info"]
         assert delivery.delivery_tag == doc["properties"]["delivery_tag"]
         assert (delivery.exchange, delivery.routing_key) == (info["exchange"], info["routing_key"])
-        assert recorded(client, delivery) == [doc, info["exchange"], info["routing_key"]]
+        assert recorded(rclient, delivery) == [doc, info["exchange"], info["routing_key"]]
         assert delivery.envelope_error is None
         assert delivery.message.headers["id"] == "m"
     broker.ack(got)
-    assert client.hlen("unacked") == 0
+    assert rclient.hlen("unacked") == 0
 
 
 def test_the_reply_leaves_meta_empty_only_when_the_envelope_holds_what_was_recorded(
-    broker_for: Any, client: Any
+    broker_for: Any, rclient: Any
 ) -> None:
     broker = broker_for()
     plain = envelope()
     no_tag = envelope()
     del no_tag["properties"]["delivery_tag"]
-    client.lpush("q", dumps(plain).encode(), dumps(no_tag).encode())
+    rclient.lpush("q", dumps(plain).encode(), dumps(no_tag).encode())
     rows = broker._run_fetch(["q"], ["q"], 5, None, None)
     assert len(rows) == 6
     assert rows[0:3] == [b"q", dumps(plain).encode(), b""]
     tag, exchange, routing_key = json.loads(rows[5])
     assert tag.startswith("celeriac-")
     assert (exchange, routing_key) == ("", "q")
-    assert json.loads(client.hget("unacked", tag)) == [no_tag, "", "q"]
+    assert json.loads(rclient.hget("unacked", tag)) == [no_tag, "", "q"]
 
 
 OWN_TAG = "own-tag"
@@ -210,12 +187,12 @@ UNUSUAL: dict[str, tuple[bytes, str | None, bool]] = {
 
 @pytest.mark.parametrize("case", list(UNUSUAL))
 def test_unusual_envelopes_are_delivered_under_the_tag_they_were_recorded_by(
-    case: str, broker_for: Any, client: Any
+    case: str, broker_for: Any, rclient: Any
 ) -> None:
     raw, error, own_tag = UNUSUAL[case]
-    delivery = fetch_one(broker_for(), client, raw)
+    delivery = fetch_one(broker_for(), rclient, raw)
     assert delivery.envelope == raw
-    assert client.hkeys("unacked") == [delivery.delivery_tag.encode()]
+    assert rclient.hkeys("unacked") == [delivery.delivery_tag.encode()]
     expected = parse_envelope(raw, delivery.delivery_tag, "q").error
     assert delivery.envelope_error == expected
     if error is None:
@@ -227,39 +204,39 @@ def test_unusual_envelopes_are_delivered_under_the_tag_they_were_recorded_by(
         assert delivery.delivery_tag == OWN_TAG
     else:
         assert delivery.delivery_tag.startswith("celeriac-")
-    assert_matches_unacked_and_settles(broker_for(), client, delivery)
+    assert_matches_unacked_and_settles(broker_for(), rclient, delivery)
 
 
-def test_recorded_fields_follow_the_scripts_rules_not_pythons_coercions(broker_for: Any, client: Any) -> None:
+def test_recorded_fields_follow_the_scripts_rules_not_pythons_coercions(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
-    odd = fetch_one(broker, client, dumps(with_info(exchange=5, routing_key="")).encode())
+    odd = fetch_one(broker, rclient, dumps(with_info(exchange=5, routing_key="")).encode())
     assert (odd.exchange, odd.routing_key) == ("", "")
-    assert recorded(client, odd)[1:] == ["", ""]
+    assert recorded(rclient, odd)[1:] == ["", ""]
     broker.ack([odd])
-    missing = fetch_one(broker, client, dumps(with_info()).encode())
+    missing = fetch_one(broker, rclient, dumps(with_info()).encode())
     assert (missing.exchange, missing.routing_key) == ("", "q")
 
 
-def test_a_message_popped_by_brpop_is_recorded_and_delivered_like_any_other(broker_for: Any, client: Any) -> None:
+def test_a_message_popped_by_brpop_is_recorded_and_delivered_like_any_other(broker_for: Any, rclient: Any) -> None:
     broker = broker_for()
     result: list[Delivery] = []
     thread = threading.Thread(target=lambda: result.extend(broker.fetch(["q"], 10, timeout_s=10)))
     thread.start()
     deadline = time.monotonic() + 10
-    while int(client.info("clients")["blocked_clients"]) != 1:
+    while int(rclient.info("clients")["blocked_clients"]) != 1:
         assert time.monotonic() < deadline, "BRPOP did not block"
         time.sleep(0.01)
     doc = without_tag()
-    client.lpush("q", dumps(doc).encode())
+    rclient.lpush("q", dumps(doc).encode())
     thread.join(10)
     (delivery,) = result
     assert delivery.delivery_tag.startswith("celeriac-")
     assert delivery.envelope == dumps(doc).encode()
-    assert recorded(client, delivery) == [doc, "", "q"]
+    assert recorded(rclient, delivery) == [doc, "", "q"]
 
 
 def test_a_brpop_element_whose_script_call_failed_is_recorded_by_the_next_fetch(
-    redis_server: Any, broker_for: Any, client: Any
+    redis_server: Any, broker_for: Any, rclient: Any
 ) -> None:
     broker = broker_for()
     result: list[BaseException] = []
@@ -273,21 +250,21 @@ def test_a_brpop_element_whose_script_call_failed_is_recorded_by_the_next_fetch(
     thread = threading.Thread(target=fetch_blocking)
     thread.start()
     deadline = time.monotonic() + 10
-    while int(client.info("clients")["blocked_clients"]) != 1:
+    while int(rclient.info("clients")["blocked_clients"]) != 1:
         assert time.monotonic() < deadline, "BRPOP did not block"
         time.sleep(0.01)
     doc = envelope("ex", "rk")
     raw = dumps(doc).encode()
     # One transaction: BRPOP is served after EXEC, so its script call finds Redis out of memory.
-    pipe = client.pipeline(transaction=True)
+    pipe = rclient.pipeline(transaction=True)
     pipe.lpush("q", raw)
     pipe.config_set("maxmemory", 1)
     pipe.execute()
     thread.join(10)
     assert len(result) == 1
     assert isinstance(result[0], redis.exceptions.OutOfMemoryError)
-    assert client.llen("q") == 0
-    assert client.hlen("unacked") == 0
+    assert rclient.llen("q") == 0
+    assert rclient.hlen("unacked") == 0
     # and a lost connection in between: the element stays with the broker until Redis is back
     redis_server.stop()
     with pytest.raises(BrokerConnectionError):
